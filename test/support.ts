@@ -1,0 +1,54 @@
+/**
+ * Shared test helpers: the backend every test starts on, tolerance checks with messages that say
+ * what was compared, and a tensor-leak guard.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+
+/** Tests run on the cpu backend unless a test switches on purpose (and switches back). */
+export async function useCpu(): Promise<void> {
+  await tf.setBackend('cpu');
+  await tf.ready();
+}
+
+/** Root hook: every test file starts from the cpu backend. */
+export const mochaHooks = {
+  async beforeAll(): Promise<void> {
+    await useCpu();
+  },
+};
+
+/** |actual - expected| <= atol + rtol |expected|, elementwise, with the first offender in the message. */
+export function expectClose(
+  actual: ArrayLike<number> | number,
+  expected: ArrayLike<number> | number,
+  atol: number,
+  rtol = 0,
+  what = 'value',
+): void {
+  const a = typeof actual === 'number' ? [actual] : Array.from(actual);
+  const e = typeof expected === 'number' ? [expected] : Array.from(expected);
+  expect(a.length, `${what}: length`).to.equal(e.length);
+  for (let i = 0; i < a.length; i++) {
+    const tol = atol + rtol * Math.abs(e[i]);
+    if (!(Math.abs(a[i] - e[i]) <= tol)) {
+      expect.fail(`${what}[${i}] = ${a[i]}, expected ${e[i]} within ${tol}`);
+    }
+  }
+}
+
+/** Runs fn and asserts that tf.memory().numTensors is the same afterwards (returned tensors excepted). */
+export async function expectNoLeak<T>(fn: () => T | Promise<T>, what = 'the call'): Promise<T> {
+  const before = tf.memory().numTensors;
+  const result = await fn();
+  const after = tf.memory().numTensors;
+  expect(after, `${what} leaked ${after - before} tensor(s)`).to.equal(before);
+  return result;
+}
+
+/** Reads a tensor into a float64 array and disposes it. */
+export function take(x: tf.Tensor): Float64Array {
+  const v = Float64Array.from(x.dataSync());
+  x.dispose();
+  return v;
+}

@@ -41,6 +41,22 @@ export class Schedule {
   readonly posteriorMeanCoefX0: Float64Array;
   /** Coefficient of x_t in mu_q: sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t). */
   readonly posteriorMeanCoefXt: Float64Array;
+  /** sqrt(alpha_t), the scale of x_{t-1} in q(x_t|x_{t-1}). */
+  readonly sqrtAlphas: Float64Array;
+  /** log beta_t (the log-variance of the 'beta' reverse-variance choice; -Infinity at t = 0). */
+  readonly logBetas: Float64Array;
+  /** sqrt(beta_t), the standard deviation of q(x_t|x_{t-1}). */
+  readonly sqrtBetas: Float64Array;
+  /** log(1 - abar_t), the log-variance of q(x_t|x_0) (-Infinity at t = 0, never gathered there). */
+  readonly logOneMinusAlphaBars: Float64Array;
+  /** 1 / sqrt(abar_t), for x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t). */
+  readonly recipSqrtAlphaBars: Float64Array;
+  /** sqrt(1 / abar_t - 1) = sqrt(1 - abar_t) / sqrt(abar_t). */
+  readonly sqrtRecipAlphaBarsMinusOne: Float64Array;
+  /** 1 / sqrt(alpha_t), the outer factor of mu_theta. */
+  readonly recipSqrtAlphas: Float64Array;
+  /** (1 - alpha_t) / sqrt(1 - abar_t), the weight of eps_theta in mu_theta (0 at t = 0). */
+  readonly epsCoef: Float64Array;
   readonly config: ScheduleConfig;
 
   constructor(betas: ArrayLike<number>, config?: ScheduleConfig) {
@@ -65,7 +81,20 @@ export class Schedule {
     this.sigmaQ2LogClipped = new Float64Array(n);
     this.posteriorMeanCoefX0 = new Float64Array(n);
     this.posteriorMeanCoefXt = new Float64Array(n);
+    this.sqrtAlphas = new Float64Array(n);
+    this.sqrtBetas = new Float64Array(n);
+    this.logBetas = new Float64Array(n);
+    this.logOneMinusAlphaBars = new Float64Array(n);
+    this.recipSqrtAlphaBars = new Float64Array(n);
+    this.sqrtRecipAlphaBarsMinusOne = new Float64Array(n);
+    this.recipSqrtAlphas = new Float64Array(n);
+    this.epsCoef = new Float64Array(n);
     this.alphas[0] = 1;
+    this.sqrtAlphas[0] = 1;
+    this.recipSqrtAlphas[0] = 1;
+    this.recipSqrtAlphaBars[0] = 1;
+    this.logOneMinusAlphaBars[0] = -Infinity;
+    this.logBetas[0] = -Infinity;
     this.alphaBars[0] = 1;
     this.sqrtAlphaBars[0] = 1;
     this.posteriorMeanCoefX0[0] = 1; // q(x_0 | x_0) is the point mass at x0
@@ -87,6 +116,14 @@ export class Schedule {
       this.sigmaQ2[t] = (beta * oneMinusAbarPrev) / oneMinusAbar;
       this.posteriorMeanCoefX0[t] = (Math.sqrt(abarPrev) * beta) / oneMinusAbar;
       this.posteriorMeanCoefXt[t] = (Math.sqrt(alpha) * oneMinusAbarPrev) / oneMinusAbar;
+      this.sqrtAlphas[t] = Math.sqrt(alpha);
+      this.sqrtBetas[t] = Math.sqrt(beta);
+      this.logBetas[t] = Math.log(beta);
+      this.logOneMinusAlphaBars[t] = Math.log(oneMinusAbar);
+      this.recipSqrtAlphaBars[t] = Math.exp(-logAbar / 2);
+      this.sqrtRecipAlphaBarsMinusOne[t] = Math.sqrt(-Math.expm1(-logAbar));
+      this.recipSqrtAlphas[t] = 1 / Math.sqrt(alpha);
+      this.epsCoef[t] = beta / Math.sqrt(oneMinusAbar);
       oneMinusAbarPrev = oneMinusAbar;
     }
     for (let t = 1; t <= T; t++) {
@@ -157,6 +194,18 @@ export function scheduleFromConfig(config: ScheduleConfig, betas?: ArrayLike<num
 /** A timestep: one t for the whole batch, or an int32 tensor of per-example t (shape [batch]). */
 export type Timestep = number | tf.Tensor1D;
 
+const float32Tables = new WeakMap<Float64Array, Float32Array>();
+
+/** The float32 copy of a schedule array, cast once and kept beside it. */
+function float32Table(values: Float64Array): Float32Array {
+  let table = float32Tables.get(values);
+  if (!table) {
+    table = Float32Array.from(values, (v) => (Number.isFinite(v) ? v : 0));
+    float32Tables.set(values, table);
+  }
+  return table;
+}
+
 /**
  * Gathers the per-timestep constant `values[t]` as a float32 tensor that broadcasts against a
  * batch of rank `rank` (shape [] for a number t, [batch, 1, ..., 1] for a tensor t). The one place
@@ -165,7 +214,7 @@ export type Timestep = number | tf.Tensor1D;
 export function extract(values: Float64Array, t: Timestep, rank: number): tf.Tensor {
   return tf.tidy(() => {
     if (typeof t === 'number') return tf.scalar(values[t], 'float32');
-    const table = tf.tensor1d(Float32Array.from(values), 'float32');
+    const table = tf.tensor1d(float32Table(values), 'float32');
     const shape = [t.shape[0], ...new Array(Math.max(rank - 1, 0)).fill(1)];
     return tf.gather(table, t).reshape(shape);
   });

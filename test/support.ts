@@ -37,11 +37,25 @@ export function expectClose(
   }
 }
 
-/** Runs fn and asserts that tf.memory().numTensors is the same afterwards (returned tensors excepted). */
+/** Counts the distinct tensors in a value: a tensor, or arrays and plain objects holding tensors. */
+function countTensors(value: unknown, seen = new Set<number>()): number {
+  if (value instanceof tf.Tensor) {
+    if (value.isDisposed || seen.has(value.id)) return 0;
+    seen.add(value.id);
+    return 1;
+  }
+  if (Array.isArray(value)) return value.reduce((n: number, v) => n + countTensors(v, seen), 0);
+  if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.values(value).reduce((n: number, v) => n + countTensors(v, seen), 0);
+  }
+  return 0;
+}
+
+/** Runs fn and asserts that tf.memory().numTensors grew by exactly the tensors it returned. */
 export async function expectNoLeak<T>(fn: () => T | Promise<T>, what = 'the call'): Promise<T> {
   const before = tf.memory().numTensors;
   const result = await fn();
-  const after = tf.memory().numTensors;
+  const after = tf.memory().numTensors - countTensors(result);
   expect(after, `${what} leaked ${after - before} tensor(s)`).to.equal(before);
   return result;
 }

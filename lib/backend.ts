@@ -1,0 +1,368 @@
+/**
+ * Backend choice: run on the fastest TensorFlow.js backend this machine offers, in BACKEND_ORDER
+ * (native TensorFlow through tfjs-node, WebGPU through Dawn, WebAssembly, plain JavaScript), or on
+ * exactly the one that DIFFUSION_BACKEND (or opts.prefer) names.
+ *
+ * Every optional backend package is loaded here lazily, inside useBestBackend: the wasm and webgpu
+ * packages register themselves with tfjs when first required, and tfjs-node or webgpu may be absent,
+ * so importing this module must neither register anything nor fail.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { pathToFileURL } from 'url';
+
+/** The backends useBestBackend tries, fastest first; 'cpu' (plain JavaScript) always works. */
+export const BACKEND_ORDER = ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+
+/** One of BACKEND_ORDER. */
+export type BackendName = (typeof BACKEND_ORDER)[number];
+
+/** The environment variable that pins the backend by name. */
+export const BACKEND_ENV = 'DIFFUSION_BACKEND';
+
+/** What useBestBackend chose, and why each backend before it in BACKEND_ORDER was passed over. */
+export interface BackendChoice {
+  name: BackendName;
+  /** Backend name -> why it was passed over (only backends that were tried and failed). */
+  reasons: Record<string, string>;
+  /** Backends tried, in order, the chosen one last. */
+  tried: BackendName[];
+}
+
+/** The current backend, plus what is known about how it runs. */
+export interface BackendInfo {
+  /** tf.getBackend(). */
+  name: string;
+  /** For 'tensorflow': the package that provided it. */
+  tensorflow?: { module: string };
+  /** For 'webgpu': the adapter Dawn gave us. */
+  webgpu?: { adapter: string; isFallbackAdapter: boolean };
+  /** For 'wasm': which build runs, and why threads are off when they are. */
+  wasm?: { simd: boolean; threads: boolean; threadCount: number; note: string };
+}
+
+/** Options for useBestBackend. */
+export interface BackendOptions {
+  /** Use exactly this backend or throw; wins over DIFFUSION_BACKEND. */
+  prefer?: string;
+  /** Print one line: the chosen backend and why the faster ones were passed over. */
+  verbose?: boolean;
+}
+
+const VALID_NAMES = BACKEND_ORDER.map((n) => `'${n}'`).join(', ');
+
+// tfjs-backend-wasm disables threads under Node on purpose (tfjs issue #3830): its pthread workers
+// are started from blob: URLs, which worker_threads refuses (ERR_WORKER_PATH), so forcing the
+// WASM_HAS_MULTITHREAD_SUPPORT flag makes initialisation fail instead of running threaded.
+const WASM_THREADS_NODE_NOTE =
+  'tfjs-backend-wasm turns threads off under Node (tfjs issue #3830): its pthread workers load from blob: URLs, which Node worker_threads rejects';
+
+/** Details recorded when a backend is switched on here, reported by backendInfo. */
+const details: { tensorflow?: BackendInfo['tensorflow']; webgpu?: BackendInfo['webgpu'] } = {};
+
+// Calls are serialised: two overlapping tf.setBackend sequences would leave tfjs on either one.
+let queue: Promise<unknown> = Promise.resolve();
+
+/**
+ * Switches tfjs to the best available backend in BACKEND_ORDER, or to exactly the one named by
+ * opts.prefer or DIFFUSION_BACKEND (throwing, with the reason, when that one cannot be used).
+ * After any failed attempt tfjs is left on a working backend. When WebGPU is chosen, Dawn's
+ * navigator.gpu keeps Node alive until `delete globalThis.navigator.gpu` (webgpu package README).
+ */
+export function useBestBackend(opts: BackendOptions = {}): Promise<BackendChoice> {
+  const run = queue.then(() => chooseBackend(opts));
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+async function chooseBackend(opts: BackendOptions): Promise<BackendChoice> {
+  const pinned = pinnedBackend(opts);
+  const reasons: Record<string, string> = {};
+  const tried: BackendName[] = [];
+  let chosen: BackendName | undefined;
+
+  if (pinned) {
+    const previous = tf.engine().backendName;
+    tried.push(pinned.name);
+    try {
+      await ATTEMPTS[pinned.name]();
+      chosen = pinned.name;
+    } catch (err) {
+      await restoreBackend(previous);
+      throw new Error(
+        `${pinned.label}='${pinned.name}' cannot be used: ${message(err)} ` +
+          `(valid names: ${VALID_NAMES}; leave ${pinned.label} unset to choose automatically)`,
+      );
+    }
+  } else {
+    for (const name of BACKEND_ORDER) {
+      tried.push(name);
+      try {
+        await ATTEMPTS[name]();
+        chosen = name;
+        break;
+      } catch (err) {
+        reasons[name] = message(err);
+      }
+    }
+    if (!chosen) {
+      throw new Error(`no TensorFlow.js backend could be used: ${formatReasons(reasons)}`);
+    }
+  }
+
+  if (opts.verbose) {
+    const passed = Object.keys(reasons).length ? ` (passed over: ${formatReasons(reasons)})` : '';
+    console.log(`diffusion backend: ${chosen}${pinned ? ` (pinned by ${pinned.label})` : ''}${passed}`);
+  }
+  return { name: chosen, reasons, tried };
+}
+
+/** The backend named by opts.prefer or else DIFFUSION_BACKEND, validated; undefined when neither is set. */
+function pinnedBackend(opts: BackendOptions): { name: BackendName; label: string } | undefined {
+  let label: string;
+  let value: unknown;
+  if (opts.prefer !== undefined) {
+    label = 'opts.prefer';
+    value = opts.prefer;
+  } else {
+    const env = process.env[BACKEND_ENV];
+    // An empty value is how shells unset a variable for one command: treat it as unset.
+    if (env === undefined || env === '') return undefined;
+    label = BACKEND_ENV;
+    value = env;
+  }
+  if (typeof value !== 'string' || !(BACKEND_ORDER as readonly string[]).includes(value)) {
+    throw new Error(`${label} must be one of ${VALID_NAMES}, got ${JSON.stringify(value)}`);
+  }
+  return { name: value as BackendName, label };
+}
+
+/** Each attempt switches tfjs to its backend or throws an Error whose message is the reason. */
+const ATTEMPTS: Record<BackendName, () => Promise<void>> = {
+  tensorflow: useTensorflow,
+  webgpu: useWebgpu,
+  wasm: useWasm,
+  cpu: () => switchTo('cpu'),
+};
+
+/** Native TensorFlow: tfjs-node-gpu when installed, else tfjs-node (both register 'tensorflow'). */
+async function useTensorflow(): Promise<void> {
+  const notes: string[] = [];
+  let loaded: string | undefined;
+  for (const mod of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      require(mod);
+      loaded = mod;
+      break;
+    } catch (err) {
+      if (isNotInstalled(err, mod)) {
+        if (mod === '@tensorflow/tfjs-node') notes.push(`optional ${mod} is not installed (${message(err)})`);
+      } else {
+        notes.push(`${mod} is installed but did not load (${message(err)})`);
+      }
+    }
+  }
+  if (!loaded) throw new Error(notes.join('; '));
+  await switchTo('tensorflow');
+  details.tensorflow = { module: loaded };
+}
+
+// Minimal shapes of what we use from Dawn's WebGPU, so that no WebGPU type package is needed.
+interface GpuAdapterLike {
+  info?: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
+  isFallbackAdapter?: boolean;
+}
+interface GpuLike {
+  requestAdapter(options?: { powerPreference?: string }): Promise<GpuAdapterLike | null>;
+}
+interface DawnModule {
+  create(flags: string[]): GpuLike;
+  globals: Record<string, unknown>;
+}
+interface WebgpuProbe {
+  gpu: GpuLike;
+  adapter: GpuAdapterLike;
+  globals: Record<string, unknown>;
+}
+
+// The adapter search is done once per process: its outcome does not change while we run, and each
+// failed Dawn search prints its own warning on stderr.
+let webgpuProbe: Promise<WebgpuProbe> | undefined;
+
+/** WebGPU through Dawn for Node: needs an adapter, then tfjs-backend-webgpu on navigator.gpu. */
+async function useWebgpu(): Promise<void> {
+  webgpuProbe ??= probeWebgpu();
+  const { gpu, adapter, globals } = await webgpuProbe;
+
+  const g = globalThis as Record<string, unknown>;
+  const hadNavigator = g.navigator !== undefined;
+  const navigator = (g.navigator ?? {}) as { gpu?: unknown };
+  const hadGpu = navigator.gpu !== undefined;
+  // Dawn's GPUBufferUsage, GPUMapMode, ... are used as globals by tfjs-backend-webgpu; never overwrite.
+  for (const [key, value] of Object.entries(globals)) {
+    if (!(key in g)) g[key] = value;
+  }
+  if (!hadGpu) Object.defineProperty(navigator, 'gpu', { value: gpu, configurable: true, writable: true });
+  if (!hadNavigator) g.navigator = navigator;
+
+  try {
+    // tfjs-backend-webgpu registers 'webgpu' at require time, and only if navigator.gpu exists then.
+    require('@tensorflow/tfjs-backend-webgpu');
+    if (!tf.findBackendFactory('webgpu')) {
+      throw new Error('@tensorflow/tfjs-backend-webgpu was loaded before navigator.gpu existed, so it did not register');
+    }
+    await switchTo('webgpu');
+  } catch (err) {
+    // Dawn keeps the process alive while navigator.gpu holds it: drop what we installed.
+    if (!hadGpu) delete navigator.gpu;
+    if (!hadNavigator) delete g.navigator;
+    throw err;
+  }
+  const info = adapter.info ?? {};
+  details.webgpu = {
+    adapter: [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unnamed adapter',
+    isFallbackAdapter: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter),
+  };
+}
+
+async function probeWebgpu(): Promise<WebgpuProbe> {
+  const existing = (globalThis as { navigator?: { gpu?: GpuLike } }).navigator?.gpu;
+  let gpu: GpuLike;
+  let globals: Record<string, unknown> = {};
+  if (existing) {
+    gpu = existing;
+  } else {
+    const dawn = await loadDawn();
+    gpu = dawn.create([]);
+    globals = dawn.globals;
+  }
+  // The same request tfjs-backend-webgpu makes, so that an adapter found here is one it will get.
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) {
+    throw new Error(
+      'no WebGPU adapter: navigator.gpu.requestAdapter() returned null ' +
+        '(Dawn found no usable Vulkan/OpenGL ES device; its own warning on stderr names the cause, e.g. a missing libvulkan.so.1)',
+    );
+  }
+  return { gpu, adapter, globals };
+}
+
+/**
+ * Loads the ESM-only `webgpu` package from CommonJS. tsc compiles `import()` to require() under
+ * "module": "commonjs", so the native import() is reached through Function; require(esm) (Node >=
+ * 20.19) is the fallback where Function is not allowed.
+ */
+async function loadDawn(): Promise<DawnModule> {
+  let path: string;
+  try {
+    path = require.resolve('webgpu');
+  } catch (err) {
+    throw new Error(`the webgpu package (Dawn for Node) is not installed (${message(err)})`);
+  }
+  const nativeImport = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<DawnModule>;
+  try {
+    return await nativeImport(pathToFileURL(path).href);
+  } catch (importErr) {
+    try {
+      return require(path) as DawnModule;
+    } catch (requireErr) {
+      throw new Error(
+        `the webgpu package (Dawn for Node) did not load: import() said ${message(importErr)}; require() said ${message(requireErr)}`,
+      );
+    }
+  }
+}
+
+/** WebAssembly (XNNPACK). Its .wasm files load from the package folder; no setWasmPaths is needed in Node. */
+async function useWasm(): Promise<void> {
+  require('@tensorflow/tfjs-backend-wasm');
+  await switchTo('wasm');
+}
+
+/**
+ * tf.setBackend, with the failure reason that tfjs only prints (console.warn) turned into the
+ * thrown message. A failed setBackend leaves tfjs on no backend; the caller moves it on.
+ */
+async function switchTo(name: BackendName): Promise<void> {
+  const warnings: unknown[][] = [];
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => void warnings.push(args);
+  let ok: boolean;
+  try {
+    ok = await tf.setBackend(name);
+    if (ok) await tf.ready();
+  } finally {
+    console.warn = warn;
+  }
+  if (!ok) {
+    const said = warnings
+      .map((args) => args.map(String).join(' '))
+      .filter((line) => !/^Initialization of backend .* failed$/.test(line))
+      .map(firstLine)
+      .join('; ');
+    throw new Error(`tf.setBackend('${name}') failed${said ? `: ${said}` : ''}`);
+  }
+  for (const args of warnings) warn(...args);
+}
+
+/** After a failed attempt: back to the backend in use before it when that one is initialised, else cpu. */
+async function restoreBackend(previous: string | null | undefined): Promise<void> {
+  const target = previous && tf.engine().registry[previous] ? previous : 'cpu';
+  if (!(await tf.setBackend(target)) && target !== 'cpu') await tf.setBackend('cpu');
+  await tf.ready();
+}
+
+/** The current backend (tf.getBackend()) and how it runs: wasm SIMD/threads, WebGPU adapter, tfjs-node module. */
+export function backendInfo(): BackendInfo {
+  const name = tf.getBackend();
+  const info: BackendInfo = { name };
+  if (name === 'tensorflow' && details.tensorflow) info.tensorflow = details.tensorflow;
+  if (name === 'webgpu' && details.webgpu) info.webgpu = details.webgpu;
+  if (name === 'wasm') info.wasm = wasmDetails();
+  return info;
+}
+
+function wasmDetails(): NonNullable<BackendInfo['wasm']> {
+  // The wasm backend is initialised, so tfjs has already evaluated (and cached) both async flags.
+  const flag = (key: string): boolean => {
+    try {
+      return Boolean(tf.env().get(key));
+    } catch {
+      return false;
+    }
+  };
+  const threads = flag('WASM_HAS_MULTITHREAD_SUPPORT');
+  let threadCount = 1;
+  try {
+    threadCount = (require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm')).getThreadsCount();
+  } catch {
+    // Not initialised through this package copy: report the single-threaded default.
+  }
+  const isNode = flag('IS_NODE');
+  return {
+    simd: flag('WASM_HAS_SIMD_SUPPORT'),
+    threads,
+    threadCount,
+    note: threads ? 'threaded SIMD build' : isNode ? WASM_THREADS_NODE_NOTE : 'threads unavailable (no SharedArrayBuffer / cross-origin isolation)',
+  };
+}
+
+/** True when `err` says that `mod` itself (not something it needs) cannot be found. */
+function isNotInstalled(err: unknown, mod: string): boolean {
+  const e = err as { code?: string; message?: string };
+  return e?.code === 'MODULE_NOT_FOUND' && String(e.message).includes(`Cannot find module '${mod}'`);
+}
+
+function message(err: unknown): string {
+  const text = err instanceof Error ? err.message : typeof err === 'object' && err && 'message' in err ? String((err as { message: unknown }).message) : String(err);
+  return firstLine(text);
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0].trim();
+}
+
+function formatReasons(reasons: Record<string, string>): string {
+  return Object.entries(reasons)
+    .map(([name, why]) => `${name}: ${why}`)
+    .join('; ');
+}

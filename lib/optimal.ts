@@ -1,0 +1,175 @@
+/**
+ * The exact optimal noise predictors, shared/math.md "Beyond the text" (ground truth): for data
+ * x0 ~ N(m, S), x_t ~ N(sqrt(abar_t) m, abar_t S + (1 - abar_t) I) and
+ * eps*(x_t, t) = sqrt(1 - abar_t) (abar_t S + (1 - abar_t) I)^{-1} (x_t - sqrt(abar_t) m);
+ * for a mixture, the posterior-weighted mixture of the components' eps*. They are usable wherever a
+ * model is. Notebooks: 02_elbo, 05_training_2d, 06_generation.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Denoiser } from './denoiser';
+import { invertSpd, logDetSpd } from './linalg';
+import { Schedule, Timestep, checkTimestep } from './schedule';
+import { checkFiniteArray, checkNumber } from './validate';
+
+function checkGaussian(mean: number[], cov: number[][], label: string): number {
+  if (!Array.isArray(mean) || mean.length < 1) throw new Error(`${label}mean must be a non-empty array of numbers, got ${String(mean)}`);
+  checkFiniteArray(`${label}mean`, mean);
+  const D = mean.length;
+  if (!Array.isArray(cov) || cov.length !== D || cov.some((row) => !Array.isArray(row) || row.length !== D)) {
+    throw new Error(`${label}cov must be a ${D}x${D} matrix to match mean of length ${D}`);
+  }
+  cov.forEach((row, i) => checkFiniteArray(`${label}cov[${i}]`, row));
+  for (let i = 0; i < D; i++) {
+    for (let j = 0; j < i; j++) {
+      if (Math.abs(cov[i][j] - cov[j][i]) > 1e-9 * (Math.abs(cov[i][j]) + 1)) {
+        throw new Error(`${label}cov must be symmetric, got cov[${i}][${j}] = ${cov[i][j]} and cov[${j}][${i}] = ${cov[j][i]}`);
+      }
+    }
+  }
+  return D;
+}
+
+/** The marginal covariance of x_t for data covariance S: abar_t S + (1 - abar_t) I (float64). */
+function marginalCov(s: Schedule, cov: number[][], t: number): number[][] {
+  const abar = s.alphaBars[t];
+  return cov.map((row, i) => row.map((v, j) => abar * v + (i === j ? s.oneMinusAlphaBars[t] : 0)));
+}
+
+function checkInput(s: Schedule, D: number, xt: tf.Tensor, t: Timestep): void {
+  if (xt.rank !== 2 || xt.shape[1] !== D) throw new Error(`xt must have shape [batch, ${D}], got [${xt.shape}]`);
+  checkTimestep(s, t, xt.shape[0]);
+}
+
+/** One Gaussian's per-timestep tables, float64 computed, stored float32: [T + 1, D, D] and [T + 1, D]. */
+class GaussianTables {
+  /** sqrt(1 - abar_t) P_t with P_t = (abar_t S + (1 - abar_t) I)^{-1}. */
+  readonly epsMatrix: Float32Array;
+  /** P_t itself (for the mixture's responsibilities). */
+  readonly precision: Float32Array;
+  /** sqrt(abar_t) m, the mean of x_t. */
+  readonly meanT: Float32Array;
+  /** log det(abar_t S + (1 - abar_t) I). */
+  readonly logDet: Float64Array;
+
+  constructor(s: Schedule, mean: number[], cov: number[][], label: string) {
+    const D = mean.length;
+    this.epsMatrix = new Float32Array((s.T + 1) * D * D);
+    this.precision = new Float32Array((s.T + 1) * D * D);
+    this.meanT = new Float32Array((s.T + 1) * D);
+    this.logDet = new Float64Array(s.T + 1);
+    for (let t = 1; t <= s.T; t++) {
+      const sigma = marginalCov(s, cov, t);
+      let P: number[][];
+      try {
+        P = invertSpd(sigma);
+        this.logDet[t] = logDetSpd(sigma);
+      } catch (e) {
+        throw new Error(`${label}cov must be positive semi-definite: the covariance of x_${t} is not invertible (${(e as Error).message})`);
+      }
+      for (let i = 0; i < D; i++) {
+        this.meanT[t * D + i] = s.sqrtAlphaBars[t] * mean[i];
+        for (let j = 0; j < D; j++) {
+          this.precision[(t * D + i) * D + j] = P[i][j];
+          this.epsMatrix[(t * D + i) * D + j] = s.sqrtOneMinusAlphaBars[t] * P[i][j];
+        }
+      }
+    }
+  }
+
+  /** Rows of a [T + 1, ...] table for t: [D, D] / [D] for a number t, [batch, D, D] / [batch, D] for a tensor t. */
+  static gather(table: Float32Array, t: Timestep, inner: number[]): tf.Tensor {
+    return tf.tidy(() => {
+      const all = tf.tensor(table, [table.length / inner.reduce((a, b) => a * b, 1), ...inner]);
+      return all.gather(t);
+    });
+  }
+}
+
+/** (x - mu) M for each row x, with M gathered per example ([batch, D, D]) or shared ([D, D]). */
+function rowTimesMatrix(diff: tf.Tensor2D, M: tf.Tensor): tf.Tensor2D {
+  if (M.rank === 2) return tf.matMul(diff, M as tf.Tensor2D);
+  return tf.matMul(diff.expandDims(1) as tf.Tensor3D, M as tf.Tensor3D).squeeze([1]) as tf.Tensor2D;
+}
+
+/** eps* for Gaussian data N(mean, cov): the exact minimiser of the simple loss at every t. */
+export class GaussianOptimalEps implements Denoiser {
+  readonly D: number;
+  private readonly tables: GaussianTables;
+
+  constructor(readonly mean: number[], readonly cov: number[][], readonly schedule: Schedule) {
+    this.D = checkGaussian(mean, cov, '');
+    this.tables = new GaussianTables(schedule, mean, cov, '');
+  }
+
+  predictEps(xt: tf.Tensor, t: Timestep): tf.Tensor {
+    checkInput(this.schedule, this.D, xt, t);
+    const D = this.D;
+    return tf.tidy(() => {
+      const mu = GaussianTables.gather(this.tables.meanT, t, [D]);
+      const M = GaussianTables.gather(this.tables.epsMatrix, t, [D, D]);
+      // P is symmetric, so (x - mu) P equals (P (x - mu))^T row by row.
+      return rowTimesMatrix((xt as tf.Tensor2D).sub(mu) as tf.Tensor2D, M);
+    });
+  }
+}
+
+/** The exact optimal noise predictor for data from N(mean, cov) under schedule s. */
+export function gaussianOptimalEps(mean: number[], cov: number[][], s: Schedule): GaussianOptimalEps {
+  return new GaussianOptimalEps(mean, cov, s);
+}
+
+/**
+ * eps* for a Gaussian mixture sum_k w_k N(m_k, S_k): sum_k r_k(x_t) eps*_k(x_t, t), with the
+ * responsibilities r_k proportional to w_k N(x_t; sqrt(abar_t) m_k, abar_t S_k + (1 - abar_t) I).
+ */
+export class MixtureOptimalEps implements Denoiser {
+  readonly D: number;
+  private readonly components: GaussianTables[];
+
+  constructor(
+    readonly weights: number[],
+    readonly means: number[][],
+    readonly covs: number[][][],
+    readonly schedule: Schedule,
+  ) {
+    if (!Array.isArray(weights) || weights.length < 1) throw new Error(`weights must be a non-empty array, got ${String(weights)}`);
+    if (!Array.isArray(means) || means.length !== weights.length || !Array.isArray(covs) || covs.length !== weights.length) {
+      throw new Error(`weights, means and covs must have one entry per component, got ${weights.length}, ${means?.length}, ${covs?.length}`);
+    }
+    weights.forEach((w, k) => checkNumber(`weights[${k}]`, w, 0, 1, { lo: true }));
+    const sum = weights.reduce((a, b) => a + b, 0);
+    if (Math.abs(sum - 1) > 1e-6) throw new Error(`weights must sum to 1, got ${sum}`);
+    this.D = checkGaussian(means[0], covs[0], 'component 0 ');
+    this.components = means.map((m, k) => {
+      const D = checkGaussian(m, covs[k], `component ${k} `);
+      if (D !== this.D) throw new Error(`component ${k} has dimension ${D}, component 0 has ${this.D}`);
+      return new GaussianTables(schedule, m, covs[k], `component ${k} `);
+    });
+  }
+
+  predictEps(xt: tf.Tensor, t: Timestep): tf.Tensor {
+    checkInput(this.schedule, this.D, xt, t);
+    const D = this.D;
+    const x = xt as tf.Tensor2D;
+    return tf.tidy(() => {
+      const logits: tf.Tensor[] = [];
+      const epsK: tf.Tensor[] = [];
+      this.components.forEach((c, k) => {
+        const diff = x.sub(GaussianTables.gather(c.meanT, t, [D])) as tf.Tensor2D;
+        const Pd = rowTimesMatrix(diff, GaussianTables.gather(c.precision, t, [D, D]));
+        const maha = diff.mul(Pd).sum(1);
+        const logDet =
+          typeof t === 'number' ? tf.scalar(c.logDet[t]) : tf.gather(tf.tensor1d(Float32Array.from(c.logDet)), t);
+        logits.push(maha.add(logDet).mul(-0.5).add(Math.log(this.weights[k])));
+        epsK.push(rowTimesMatrix(diff, GaussianTables.gather(c.epsMatrix, t, [D, D])));
+      });
+      const r = tf.softmax(tf.stack(logits, 1), 1); // [batch, K]
+      return tf.stack(epsK, 1).mul(r.expandDims(2)).sum(1); // [batch, D]
+    });
+  }
+}
+
+/** The exact optimal noise predictor for data from a Gaussian mixture under schedule s. */
+export function mixtureOptimalEps(weights: number[], means: number[][], covs: number[][][], s: Schedule): MixtureOptimalEps {
+  return new MixtureOptimalEps(weights, means, covs, s);
+}

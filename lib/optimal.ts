@@ -7,27 +7,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Denoiser } from './denoiser';
+import { validateMixtureSpec } from './data';
 import { invertSpd, logDetSpd } from './linalg';
 import { Schedule, Timestep, checkTimestep } from './schedule';
-import { checkFiniteArray, checkNumber } from './validate';
-
-function checkGaussian(mean: number[], cov: number[][], label: string): number {
-  if (!Array.isArray(mean) || mean.length < 1) throw new Error(`${label}mean must be a non-empty array of numbers, got ${String(mean)}`);
-  checkFiniteArray(`${label}mean`, mean);
-  const D = mean.length;
-  if (!Array.isArray(cov) || cov.length !== D || cov.some((row) => !Array.isArray(row) || row.length !== D)) {
-    throw new Error(`${label}cov must be a ${D}x${D} matrix to match mean of length ${D}`);
-  }
-  cov.forEach((row, i) => checkFiniteArray(`${label}cov[${i}]`, row));
-  for (let i = 0; i < D; i++) {
-    for (let j = 0; j < i; j++) {
-      if (Math.abs(cov[i][j] - cov[j][i]) > 1e-9 * (Math.abs(cov[i][j]) + 1)) {
-        throw new Error(`${label}cov must be symmetric, got cov[${i}][${j}] = ${cov[i][j]} and cov[${j}][${i}] = ${cov[j][i]}`);
-      }
-    }
-  }
-  return D;
-}
 
 /** The marginal covariance of x_t for data covariance S: abar_t S + (1 - abar_t) I (float64). */
 function marginalCov(s: Schedule, cov: number[][], t: number): number[][] {
@@ -64,7 +46,7 @@ class GaussianTables {
         P = invertSpd(sigma);
         this.logDet[t] = logDetSpd(sigma);
       } catch (e) {
-        throw new Error(`${label}cov must be positive semi-definite: the covariance of x_${t} is not invertible (${(e as Error).message})`);
+        throw new Error(`${label}cov: the covariance of x_${t} is not invertible (${(e as Error).message})`);
       }
       for (let i = 0; i < D; i++) {
         this.meanT[t * D + i] = s.sqrtAlphaBars[t] * mean[i];
@@ -97,7 +79,7 @@ export class GaussianOptimalEps implements Denoiser {
   private readonly tables: GaussianTables;
 
   constructor(readonly mean: number[], readonly cov: number[][], readonly schedule: Schedule) {
-    this.D = checkGaussian(mean, cov, '');
+    this.D = validateMixtureSpec({ weights: [1], means: [mean], covs: [cov] });
     this.tables = new GaussianTables(schedule, mean, cov, '');
   }
 
@@ -132,19 +114,8 @@ export class MixtureOptimalEps implements Denoiser {
     readonly covs: number[][][],
     readonly schedule: Schedule,
   ) {
-    if (!Array.isArray(weights) || weights.length < 1) throw new Error(`weights must be a non-empty array, got ${String(weights)}`);
-    if (!Array.isArray(means) || means.length !== weights.length || !Array.isArray(covs) || covs.length !== weights.length) {
-      throw new Error(`weights, means and covs must have one entry per component, got ${weights.length}, ${means?.length}, ${covs?.length}`);
-    }
-    weights.forEach((w, k) => checkNumber(`weights[${k}]`, w, 0, 1, { lo: true }));
-    const sum = weights.reduce((a, b) => a + b, 0);
-    if (Math.abs(sum - 1) > 1e-6) throw new Error(`weights must sum to 1, got ${sum}`);
-    this.D = checkGaussian(means[0], covs[0], 'component 0 ');
-    this.components = means.map((m, k) => {
-      const D = checkGaussian(m, covs[k], `component ${k} `);
-      if (D !== this.D) throw new Error(`component ${k} has dimension ${D}, component 0 has ${this.D}`);
-      return new GaussianTables(schedule, m, covs[k], `component ${k} `);
-    });
+    this.D = validateMixtureSpec({ weights, means, covs });
+    this.components = means.map((m, k) => new GaussianTables(schedule, m, covs[k], `component ${k} `));
   }
 
   predictEps(xt: tf.Tensor, t: Timestep): tf.Tensor {

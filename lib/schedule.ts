@@ -121,7 +121,7 @@ export class Schedule {
       this.logBetas[t] = Math.log(beta);
       this.logOneMinusAlphaBars[t] = Math.log(oneMinusAbar);
       this.recipSqrtAlphaBars[t] = Math.exp(-logAbar / 2);
-      this.sqrtRecipAlphaBarsMinusOne[t] = Math.sqrt(-Math.expm1(-logAbar));
+      this.sqrtRecipAlphaBarsMinusOne[t] = Math.sqrt(Math.expm1(-logAbar));
       this.recipSqrtAlphas[t] = 1 / Math.sqrt(alpha);
       this.epsCoef[t] = beta / Math.sqrt(oneMinusAbar);
       oneMinusAbarPrev = oneMinusAbar;
@@ -200,7 +200,11 @@ const float32Tables = new WeakMap<Float64Array, Float32Array>();
 function float32Table(values: Float64Array): Float32Array {
   let table = float32Tables.get(values);
   if (!table) {
-    table = Float32Array.from(values, (v) => (Number.isFinite(v) ? v : 0));
+    // Only index 0 (t = 0, the data) may hold a log 0; it is never gathered for t in [1, T].
+    table = Float32Array.from(values, (v, i) => {
+      if (!Number.isFinite(v) && i > 0) throw new Error(`schedule constant at t = ${i} is ${v}: a bug in Schedule`);
+      return Number.isFinite(v) ? v : 0;
+    });
     float32Tables.set(values, table);
   }
   return table;

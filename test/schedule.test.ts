@@ -135,3 +135,17 @@ describe('timestep gathering', () => {
     tf.dispose([bad, f]);
   });
 });
+
+describe('schedule constants for the eps <-> x0 conversions', () => {
+  it('recipSqrtAlphaBars and sqrtRecipAlphaBarsMinusOne equal 1/sqrt(abar) and sqrt(1/abar - 1) for every t', () => {
+    for (const s of [linearSchedule(1000), cosineSchedule(100), constantSchedule(10, 1e-9)]) {
+      for (let t = 1; t <= s.T; t++) {
+        const abar = s.alphaBars[t];
+        expectClose(s.recipSqrtAlphaBars[t], 1 / Math.sqrt(abar), 0, 1e-10);
+        // 1/abar - 1 in float64 loses digits for abar near 1 (t = 1 with beta = 1e-9): 1e-6 relative there
+        expectClose(s.sqrtRecipAlphaBarsMinusOne[t], Math.sqrt(1 / abar - 1), 0, 1e-6);
+        expect(Number.isFinite(s.sqrtRecipAlphaBarsMinusOne[t]), `finite at t=${t}`).to.equal(true);
+      }
+    }
+  });
+});

@@ -174,7 +174,7 @@ export function elboFirstForm(
     });
   const terms: tf.Tensor1D[] = [];
   terms.push(elboTermAt(model, s, x0, x[1], 1, opts)); // -log p(x_0 | x_1)
-  terms.push(consistencyTerm(s.T, tf.zerosLike(x0), tf.scalar(0))); // p(x_T) = N(0, I)
+  terms.push(tf.tidy(() => consistencyTerm(s.T, tf.zerosLike(x0), tf.scalar(0)))); // p(x_T) = N(0, I)
   for (let t = 1; t <= s.T - 1; t++) {
     terms.push(
       tf.tidy(() => {

@@ -1,0 +1,187 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import {
+  Denoiser,
+  ddimTimesteps,
+  gaussianOptimalEps,
+  linearSchedule,
+  meanAndCovariance,
+  sampleDDIM,
+  sampleDDPM,
+  Schedule,
+} from '../lib';
+import { expectClose, expectNoLeak, take } from './support';
+
+type M2 = number[][];
+const mul = (A: M2, B: M2): M2 => A.map((r) => B[0].map((_, j) => r.reduce((acc, v, k) => acc + v * B[k][j], 0)));
+const tr = (A: M2): M2 => A[0].map((_, j) => A.map((r) => r[j]));
+const inv2 = (A: M2): M2 => {
+  const d = A[0][0] * A[1][1] - A[0][1] * A[1][0];
+  return [[A[1][1] / d, -A[0][1] / d], [-A[1][0] / d, A[0][0] / d]];
+};
+
+/**
+ * The exact law of the text's sampler driven by the Gaussian eps*, in float64: every step is affine,
+ * x_{t-1} = A_t x_t + c_t + sigma_q(t) z, so the mean and covariance follow a recursion from N(0, I).
+ */
+function ddpmLawForGaussian(s: Schedule, m: number[], S: M2): { mean: number[]; cov: M2 } {
+  let mean = [0, 0];
+  let cov: M2 = [[1, 0], [0, 1]];
+  for (let t = s.T; t >= 1; t--) {
+    const abar = s.alphaBars[t];
+    const beta = s.betas[t];
+    const sqrtAlpha = Math.sqrt(1 - beta);
+    // eps*(x) = sqrt(1 - abar) P (x - sqrt(abar) m), P = (abar S + (1 - abar) I)^{-1}, so with
+    // (1 - alpha)/sqrt(1 - abar) eps* = beta P (x - sqrt(abar) m): A = (I - beta P)/sqrt(alpha), c = beta P sqrt(abar) m / sqrt(alpha)
+    const P = inv2(S.map((r, i) => r.map((v, j) => abar * v + (i === j ? 1 - abar : 0))));
+    const A = P.map((r, i) => r.map((v, j) => ((i === j ? 1 : 0) - beta * v) / sqrtAlpha));
+    const c = P.map((r) => (beta * Math.sqrt(abar) * (r[0] * m[0] + r[1] * m[1])) / sqrtAlpha);
+    mean = A.map((r, i) => r[0] * mean[0] + r[1] * mean[1] + c[i]);
+    const sig2 = t === 1 ? 0 : s.sigmaQ2[t];
+    cov = mul(mul(A, cov), tr(A)).map((r, i) => r.map((v, j) => v + (i === j ? sig2 : 0)));
+  }
+  return { mean, cov };
+}
+
+/** The law of DDIM with eta = 0 and the Gaussian eps*: each step is affine in x, so moments map exactly. */
+function ddimLawForGaussian(s: Schedule, m: number[], S: M2, steps: number, mean0: number[], cov0: M2): { mean: number[]; cov: M2 } {
+  const taus = ddimTimesteps(s.T, steps);
+  let mean = mean0;
+  let cov = cov0;
+  for (let i = taus.length - 1; i >= 0; i--) {
+    const abar = s.alphaBars[taus[i]];
+    const abarPrev = s.alphaBars[i > 0 ? taus[i - 1] : 0];
+    // eps* = E (x - sqrt(abar) m) with E = sqrt(1 - abar) P; x' = sqrt(abarPrev) x0_hat + sqrt(1 - abarPrev) eps*
+    //      = sqrt(abarPrev/abar) x + g eps*, g = sqrt(1 - abarPrev) - sqrt(abarPrev/abar) sqrt(1 - abar)
+    const P = inv2(S.map((r, a) => r.map((v, b) => abar * v + (a === b ? 1 - abar : 0))));
+    const g = Math.sqrt(1 - abarPrev) - Math.sqrt(abarPrev / abar) * Math.sqrt(1 - abar);
+    const E = P.map((r) => r.map((v) => Math.sqrt(1 - abar) * v));
+    const A = E.map((r, a) => r.map((v, b) => (a === b ? Math.sqrt(abarPrev / abar) : 0) + g * v));
+    const c = E.map((r) => -g * Math.sqrt(abar) * (r[0] * m[0] + r[1] * m[1]));
+    mean = A.map((r, a) => r[0] * mean[0] + r[1] * mean[1] + c[a]);
+    cov = mul(mul(A, cov), tr(A));
+  }
+  return { mean, cov };
+}
+
+describe('samplers', () => {
+  const m = [0.6, -0.4];
+  const S = [[0.25, 0.1], [0.1, 0.16]];
+
+  it('the text sampler with the exact Gaussian eps* reproduces the data mean and covariance', async () => {
+    const s = linearSchedule(1000);
+    const model = gaussianOptimalEps(m, S, s);
+    const N = 4000;
+    const { x0 } = await expectNoLeak(() => sampleDDPM(model, s, [N, 2], { seed: 1 }));
+    const { mean, cov } = meanAndCovariance(x0 as tf.Tensor2D);
+    x0.dispose();
+    // The sampler's exact law (float64 recursion) is the data's up to the discretisation of T = 1000 steps:
+    const law = ddpmLawForGaussian(s, m, S);
+    expectClose(law.mean, m, 1e-3, 0, 'exact sampler mean vs data mean');
+    expectClose(law.cov.flat(), S.flat(), 0, 0.02, 'exact sampler covariance vs data covariance (2% discretisation)');
+    // and the samples follow that law within 5 standard errors: mean sd/sqrt(N); cov entry sqrt((S_ii S_jj + S_ij^2)/N)
+    [0, 1].forEach((i) => expectClose(mean[i], law.mean[i], 5 * Math.sqrt(law.cov[i][i] / N), 0, `mean[${i}]`));
+    const se = (i: number, j: number) => Math.sqrt((law.cov[i][i] * law.cov[j][j] + law.cov[i][j] ** 2) / N);
+    [[0, 0], [0, 1], [1, 1]].forEach(([i, j]) => expectClose(cov[i][j], law.cov[i][j], 5 * se(i, j), 0, `cov[${i}][${j}]`));
+  });
+
+  it('DDIM with eta = 1 over all T steps is the DDPM sampler (same noise draws)', () => {
+    const s = linearSchedule(50, 1e-3, 0.2);
+    const model = gaussianOptimalEps(m, S, s);
+    const a = sampleDDPM(model, s, [16, 2], { seed: 5 });
+    const b = sampleDDIM(model, s, [16, 2], { seed: 5, eta: 1, steps: 50 });
+    // two algebraically equal update formulas in float32 over 50 steps
+    expectClose(take(b.x0), take(a.x0), 2e-5);
+  });
+
+  it('DDIM with eta = 0 is deterministic given x_T and moves x_T exactly as its float64 affine law says', () => {
+    const s = linearSchedule(1000);
+    const model = gaussianOptimalEps(m, S, s);
+    const N = 3000;
+    const xT = tf.randomNormal([N, 2], 0, 1, 'float32', 8);
+    const start = meanAndCovariance(xT as tf.Tensor2D);
+    const a = sampleDDIM(model, s, [N, 2], { seed: 1, steps: 50, eta: 0, xT });
+    const b = sampleDDIM(model, s, [N, 2], { seed: 2, steps: 50, eta: 0, xT });
+    const va = take(a.x0.clone());
+    expect(Array.from(va)).to.deep.equal(Array.from(take(b.x0)), 'the seed must not matter when eta = 0');
+    const { mean, cov } = meanAndCovariance(a.x0 as tf.Tensor2D);
+    a.x0.dispose();
+    xT.dispose();
+    // eta = 0 makes each step affine, so the samples' moments are the law pushed from x_T's own
+    // empirical moments: no sampling error, only float32 round-off (1e-3 is generous for 50 steps).
+    const law = ddimLawForGaussian(s, m, S, 50, start.mean, start.cov);
+    expectClose(mean, law.mean, 1e-3, 0, 'mean');
+    expectClose(cov.flat(), law.cov.flat(), 1e-3, 1e-3, 'cov');
+    // From N(0, I) the DDIM ODE reaches the data law as steps grow: 1000 steps within 1%, and 50
+    // steps undershoot the variance (measured: 0.223 for 0.25; a discretisation error, not noise).
+    const exact = ddimLawForGaussian(s, m, S, 1000, [0, 0], [[1, 0], [0, 1]]);
+    expectClose(exact.cov.flat(), S.flat(), 0, 0.01, 'DDIM-1000 law vs data');
+    const coarse = ddimLawForGaussian(s, m, S, 50, [0, 0], [[1, 0], [0, 1]]);
+    expect(Math.abs(coarse.cov[0][0] - S[0][0])).to.be.above(Math.abs(exact.cov[0][0] - S[0][0]));
+  });
+
+  it('the same seed gives the same samples; another seed gives others', () => {
+    const s = linearSchedule(20, 1e-3, 0.3);
+    const model = gaussianOptimalEps(m, S, s);
+    const a = take(sampleDDPM(model, s, [8, 2], { seed: 3 }).x0);
+    const b = take(sampleDDPM(model, s, [8, 2], { seed: 3 }).x0);
+    const c = take(sampleDDPM(model, s, [8, 2], { seed: 4 }).x0);
+    expect(Array.from(a)).to.deep.equal(Array.from(b));
+    expect(Array.from(a)).to.not.deep.equal(Array.from(c));
+  });
+
+  it('records the trajectory and reports every step, with t counting down to 0', () => {
+    const s = linearSchedule(20, 1e-3, 0.3);
+    const model = gaussianOptimalEps(m, S, s);
+    const seen: number[] = [];
+    const r = sampleDDPM(model, s, [4, 2], { seed: 3, trajectoryEvery: 5, onStep: (i) => seen.push(i.t) });
+    expect(seen).to.deep.equal(Array.from({ length: 20 }, (_, i) => 19 - i));
+    expect(r.trajectory.map((p) => p.t)).to.deep.equal([20, 15, 10, 5, 0]);
+    expect(Array.from(r.trajectory[4].x)).to.deep.equal(Array.from(take(r.x0)));
+    expect(r.trajectory[0].x.length).to.equal(8);
+    const d = sampleDDIM(model, s, [4, 2], { steps: 4, trajectoryEvery: 1 });
+    expect(d.trajectory.map((p) => p.t)).to.deep.equal([20, 14, 7, 1, 0]);
+    d.x0.dispose();
+  });
+
+  it('ddimTimesteps spreads the steps over [1, T] and always ends at T', () => {
+    expect(ddimTimesteps(1000, 4)).to.deep.equal([1, 334, 667, 1000]);
+    expect(ddimTimesteps(10, 10)).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(ddimTimesteps(10, 1)).to.deep.equal([10]);
+  });
+
+  it('clipX0 keeps the generated data inside [-1, 1] for a model that predicts far outside it', () => {
+    const s = linearSchedule(30, 1e-3, 0.3);
+    // eps = -x_t / sqrt(1 - abar) - 3 implies x0 far outside [-1, 1]
+    const wild: Denoiser = { predictEps: (xt) => tf.tidy(() => xt.mul(-3).sub(3)) };
+    const clipped = take(sampleDDPM(wild, s, [64, 2], { seed: 1, clipX0: true }).x0);
+    expect(Math.max(...clipped.map(Math.abs))).to.be.at.most(1 + 1e-6);
+    const free = take(sampleDDPM(wild, s, [64, 2], { seed: 1 }).x0);
+    expect(Math.max(...free.map(Math.abs)), 'without clipping the same model leaves [-1, 1]').to.be.above(1.5);
+    const ddim = take(sampleDDIM(wild, s, [64, 2], { seed: 1, clipX0: true, steps: 10 }).x0);
+    expect(Math.max(...ddim.map(Math.abs))).to.be.at.most(1 + 1e-6);
+  });
+
+  it('a sampling run leaks no tensors beyond the samples it returns', async () => {
+    const s = linearSchedule(15, 1e-3, 0.3);
+    const model = gaussianOptimalEps(m, S, s);
+    const r = await expectNoLeak(() => sampleDDPM(model, s, [8, 2], { trajectoryEvery: 3 }));
+    r.x0.dispose();
+    const d = await expectNoLeak(() => sampleDDIM(model, s, [8, 2], { steps: 5, eta: 0.5 }));
+    d.x0.dispose();
+  });
+
+  it('rejects bad shapes, steps, eta and xT with the parameter named', () => {
+    const s = linearSchedule(10);
+    const model = gaussianOptimalEps(m, S, s);
+    expect(() => sampleDDPM(model, s, [])).to.throw(/shape must be a non-empty array/);
+    expect(() => sampleDDPM(model, s, [0, 2])).to.throw(/shape\[0\] must be an integer >= 1, got 0/);
+    expect(() => sampleDDIM(model, s, [2, 2], { steps: 11 })).to.throw(/steps must be an integer in \[1, 10\], got 11/);
+    expect(() => sampleDDIM(model, s, [2, 2], { eta: -1 })).to.throw(/eta must be a finite number in \[0, Infinity\), got -1/);
+    const xT = tf.ones([3, 2]);
+    expect(() => sampleDDPM(model, s, [2, 2], { xT })).to.throw(/xT must have shape \[2,2\], got \[3,2\]/);
+    xT.dispose();
+    expect(() => sampleDDPM(model, s, [2, 2], { trajectoryEvery: 0 })).to.throw(/trajectoryEvery/);
+    expect(() => sampleDDPM(model, s, [2, 2], { variance: 'big' as never })).to.throw(/variance must be one of sigmaQ, beta, one, got big/);
+  });
+});

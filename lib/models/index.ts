@@ -1,0 +1,11 @@
+/**
+ * The neural denoisers (eps_theta of shared/math.md "Noise prediction") and the layers they are
+ * written with. lib/index.ts re-exports this module. Notebook: 04_denoisers.
+ */
+export { timestepEmbedding, checkModelTimestep } from './embedding';
+export type { KernelInit, DenseParams, ConvParams, NormParams } from './layers';
+export { ParamBuilder, kernelFans, initKernel, dense, conv2d, silu, groupNorm, upsampleNearest } from './layers';
+export type { MlpDenoiserConfig } from './mlp';
+export { MlpDenoiser } from './mlp';
+export type { UNetDenoiserConfig } from './unet';
+export { UNetDenoiser } from './unet';

@@ -31,7 +31,7 @@ export {
   ddimTimesteps,
 } from './sampling';
 export { GaussianOptimalEps, MixtureOptimalEps, gaussianOptimalEps, mixtureOptimalEps } from './optimal';
-export { TrainOptions, TrainProgress, TrainResult, train } from './train';
+export { TrainOptions, TrainProgress, TrainResult, train, BatchSampler } from './train';
 export * from './backend';
 export * from './data';
 export * from './mnist';

@@ -4,6 +4,7 @@
  * spaces the arc angles evenly), so that two samples can be compared with lib/metrics.ts. Points
  * are generated in float64 from one `Rng` stream and cast to float32 once, so the same seed gives
  * the same tensor; the default seed is 0.
+ * Notebooks: 01_forward_diffusion, 05_training_2d.
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from './random';

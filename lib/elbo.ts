@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Denoiser } from './denoiser';
 import { checkBatch, qSampleUnchecked, qStepUnchecked } from './forward';
-import { discretizedGaussianLogLikelihood, normalKL, normalLogPdf } from './gaussian';
+import { discretizedGaussianLogLikelihood, normalKLUnchecked as normalKL, normalLogPdfUnchecked as normalLogPdf } from './gaussian';
 import { deriveSeed } from './random';
 import { qPosteriorMeanUnchecked } from './posterior';
 import { ReverseOptions, checkReverseVariance, pMeanVarianceUnchecked } from './reverse';

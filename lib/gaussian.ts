@@ -3,6 +3,7 @@
  * text" (the discretised decoder). Notebooks: 02_elbo, 04_noise_prediction.
  */
 import * as tf from '@tensorflow/tfjs';
+import { checkFiniteTensor } from './validate';
 
 const LOG_2PI = Math.log(2 * Math.PI);
 
@@ -19,12 +20,8 @@ function checkBroadcast(names: string[], xs: tf.Tensor[]): void {
   }
 }
 
-/**
- * KL(N(mean1, exp(logVar1)) || N(mean2, exp(logVar2))) per element, in nats:
- * 0.5 (-1 + logVar2 - logVar1 + exp(logVar1 - logVar2) + (mean1 - mean2)^2 exp(-logVar2)).
- */
-export function normalKL(mean1: tf.Tensor, logVar1: tf.Tensor, mean2: tf.Tensor, logVar2: tf.Tensor): tf.Tensor {
-  checkBroadcast(['mean1', 'logVar1', 'mean2', 'logVar2'], [mean1, logVar1, mean2, logVar2]);
+/** normalKL without checks (the ELBO's inner step, whose inputs the library made itself). */
+export function normalKLUnchecked(mean1: tf.Tensor, logVar1: tf.Tensor, mean2: tf.Tensor, logVar2: tf.Tensor): tf.Tensor {
   return tf.tidy(() =>
     tf
       .scalar(-1)
@@ -36,12 +33,32 @@ export function normalKL(mean1: tf.Tensor, logVar1: tf.Tensor, mean2: tf.Tensor,
   );
 }
 
-/** log N(x; mean, exp(logVar)) per element, in nats. */
-export function normalLogPdf(x: tf.Tensor, mean: tf.Tensor, logVar: tf.Tensor): tf.Tensor {
-  checkBroadcast(['x', 'mean', 'logVar'], [x, mean, logVar]);
+/**
+ * KL(N(mean1, exp(logVar1)) || N(mean2, exp(logVar2))) per element, in nats:
+ * 0.5 (-1 + logVar2 - logVar1 + exp(logVar1 - logVar2) + (mean1 - mean2)^2 exp(-logVar2)).
+ * Inputs must be finite (a log-variance of -Infinity, variance 0, has no finite KL).
+ */
+export function normalKL(mean1: tf.Tensor, logVar1: tf.Tensor, mean2: tf.Tensor, logVar2: tf.Tensor): tf.Tensor {
+  const names = ['mean1', 'logVar1', 'mean2', 'logVar2'];
+  const xs = [mean1, logVar1, mean2, logVar2];
+  checkBroadcast(names, xs);
+  xs.forEach((x, i) => checkFiniteTensor(names[i], x));
+  return normalKLUnchecked(mean1, logVar1, mean2, logVar2);
+}
+
+/** normalLogPdf without checks. */
+export function normalLogPdfUnchecked(x: tf.Tensor, mean: tf.Tensor, logVar: tf.Tensor): tf.Tensor {
   return tf.tidy(() =>
     tf.squaredDifference(x, mean).mul(tf.exp(tf.neg(logVar))).add(logVar).add(LOG_2PI).mul(-0.5),
   );
+}
+
+/** log N(x; mean, exp(logVar)) per element, in nats; inputs must be finite. */
+export function normalLogPdf(x: tf.Tensor, mean: tf.Tensor, logVar: tf.Tensor): tf.Tensor {
+  const names = ['x', 'mean', 'logVar'];
+  checkBroadcast(names, [x, mean, logVar]);
+  [x, mean, logVar].forEach((v, i) => checkFiniteTensor(names[i], v));
+  return normalLogPdfUnchecked(x, mean, logVar);
 }
 
 /** The standard normal CDF through erf (tf.erf is accurate to about 1.5e-7 absolute). */
@@ -57,6 +74,8 @@ function standardNormalCdf(z: tf.Tensor): tf.Tensor {
  */
 export function discretizedGaussianLogLikelihood(x: tf.Tensor, mean: tf.Tensor, logScale: tf.Tensor): tf.Tensor {
   checkBroadcast(['x', 'mean', 'logScale'], [x, mean, logScale]);
+  checkFiniteTensor('mean', mean);
+  checkFiniteTensor('logScale', logScale);
   const range = tf.tidy(() => {
     const lo = x.min().dataSync()[0];
     const hi = x.max().dataSync()[0];

@@ -3,6 +3,7 @@
  * energy distance, the RBF-kernel MMD and the sample mean and covariance. They compare generated
  * x_0 with data (or with draws from the exact distribution) without assuming a density. Both
  * distances are O((n + m)^2 D), fine up to a few thousand points per set.
+ * Notebooks: 05_training_2d, 06_generation.
  */
 import * as tf from '@tensorflow/tfjs';
 import { checkInteger, checkNumber } from './validate';

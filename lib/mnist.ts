@@ -4,6 +4,7 @@
  * each pixel k/255 rounded to 3 decimals (0.2, 0.624, 0.992, ...), so pixels are recovered exactly as
  * the 8-bit level k = round(255 v): the rounding error is at most 0.13 of a level. Node only (reads
  * the files with fs).
+ * Notebooks: 01_forward_diffusion, 07_mnist.
  */
 import * as fs from 'fs';
 import * as path from 'path';

@@ -88,6 +88,10 @@ describe('Gaussian densities and divergences', () => {
     const x = tf.tensor1d([0, 1.5]);
     expect(() => discretizedGaussianLogLikelihood(x, tf.scalar(0), tf.scalar(0))).to.throw(/x must lie in \[-1, 1\].*got values in \[0, 1.5\]/);
     expect(() => normalKL(tf.ones([2]), tf.ones([3]), tf.ones([2]), tf.ones([2]))).to.throw(/broadcast-compatible shapes, got \[2\], \[3\]/);
+    // variance 0 (log-variance -Infinity) or NaN input would give a silent NaN: both are errors
+    expect(() => normalKL(tf.scalar(0), tf.scalar(-Infinity), tf.scalar(0), tf.scalar(0))).to.throw(/logVar1 must contain only finite numbers/);
+    expect(() => normalLogPdf(tf.scalar(NaN), tf.scalar(0), tf.scalar(0))).to.throw(/x must contain only finite numbers/);
+    expect(() => discretizedGaussianLogLikelihood(tf.scalar(0), tf.scalar(NaN), tf.scalar(0))).to.throw(/mean must contain only finite numbers/);
     x.dispose();
   });
 

@@ -1,6 +1,6 @@
 /**
  * How a denoiser is told the timestep: the sinusoidal embedding of the Transformer (Vaswani et al.
- * 2017), as DDPM and improved-diffusion use it. Notebook: 04_denoisers.
+ * 2017), as DDPM and improved-diffusion use it. Notebooks: 05_training_2d, 07_mnist.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Timestep } from '../schedule';

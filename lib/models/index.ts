@@ -1,6 +1,6 @@
 /**
  * The neural denoisers (eps_theta of shared/math.md "Noise prediction") and the layers they are
- * written with. lib/index.ts re-exports this module. Notebook: 04_denoisers.
+ * written with. lib/index.ts re-exports this module. Notebooks: 05_training_2d, 07_mnist.
  */
 export { timestepEmbedding, checkModelTimestep } from './embedding';
 export type { KernelInit, DenseParams, ConvParams, NormParams } from './layers';

@@ -2,7 +2,7 @@
  * The few building blocks the denoisers are written with: seeded weight initialisers, a builder
  * that creates a model's variables in a fixed order, and the pure layer functions (dense, conv2d,
  * groupNorm, silu) that a forward pass calls on those variables. Plain functions over tf.Variables,
- * no tf.layers, so that a model's forward pass reads top to bottom. Notebook: 04_denoisers.
+ * no tf.layers, so that a model's forward pass reads top to bottom. Notebooks: 05_training_2d, 07_mnist.
  */
 import * as tf from '@tensorflow/tfjs';
 import { deriveSeed } from '../random';

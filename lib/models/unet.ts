@@ -3,7 +3,7 @@
  * 2020, after PixelCNN++), scaled down for 28x28 images. Residual blocks with GroupNorm, SiLU and a
  * per-channel bias from the time embedding; stride-2 convs down, nearest-neighbour + conv up; the
  * down path's activations concatenated into the up path; single-head self-attention at the lowest
- * resolution. No dropout. Notebook: 04_denoisers.
+ * resolution. No dropout. Notebook: 07_mnist.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TrainableDenoiser } from '../denoiser';

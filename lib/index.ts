@@ -38,3 +38,5 @@ export * from './mnist';
 export * from './metrics';
 export * from './linalg';
 export * from './models';
+export { Progress, formatDuration } from './progress';
+export { Figure, ReportSection, renderReport, writeFileAtomic } from './report';

@@ -34,6 +34,8 @@ export interface SampleOptions extends ReverseOptions {
   xT?: tf.Tensor;
   /** Record x_t every this many steps (and at the first and last); default: no trajectory. */
   trajectoryEvery?: number;
+  /** Record x_t at exactly these timesteps (T for the start, 0 for the result), besides trajectoryEvery's. */
+  trajectoryAt?: number[];
   /** Called after every step, for progress displays. */
   onStep?: (info: StepInfo) => void;
 }
@@ -55,9 +57,31 @@ function checkSampleArgs(shape: number[], opts: SampleOptions): void {
   if (opts.seed !== undefined) checkNumber('seed', opts.seed, -(2 ** 53), 2 ** 53);
   if (opts.variance !== undefined) checkReverseVariance(opts.variance);
   if (opts.trajectoryEvery !== undefined) checkInteger('trajectoryEvery', opts.trajectoryEvery, 1);
+  if (opts.trajectoryAt !== undefined) {
+    if (!Array.isArray(opts.trajectoryAt)) throw new Error(`trajectoryAt must be an array of timesteps, got ${String(opts.trajectoryAt)}`);
+    opts.trajectoryAt.forEach((t, i) => checkInteger(`trajectoryAt[${i}]`, t, 0));
+  }
   if (opts.xT !== undefined) {
     if (opts.xT.shape.join(',') !== shape.join(',')) throw new Error(`xT must have shape [${shape}], got [${opts.xT.shape}]`);
     checkFiniteTensor('xT', opts.xT);
+  }
+}
+
+/** Decides after each step whether x_t is kept in the trajectory. */
+class TrajectoryRecorder {
+  readonly points: TrajectoryPoint[] = [];
+  private readonly at: Set<number>;
+
+  constructor(private readonly every: number | undefined, at: number[] | undefined, T: number, x: tf.Tensor) {
+    this.at = new Set(at ?? []);
+    if (every || this.at.has(T)) this.points.push({ t: T, x: x.dataSync() as Float32Array });
+  }
+
+  /** Called with the steps done so far, the timestep reached, and whether it is the last step. */
+  step(done: number, t: number, last: boolean, x: tf.Tensor): void {
+    if ((this.every && (done % this.every === 0 || last)) || this.at.has(t)) {
+      this.points.push({ t, x: x.dataSync() as Float32Array });
+    }
   }
 }
 
@@ -73,10 +97,8 @@ function initialNoise(shape: number[], opts: SampleOptions, T: number): tf.Tenso
 export function sampleDDPM(model: Denoiser, s: Schedule, shape: number[], opts: SampleOptions = {}): SampleResult {
   checkSampleArgs(shape, opts);
   const seed = opts.seed ?? 0;
-  const trajectory: TrajectoryPoint[] = [];
-  const every = opts.trajectoryEvery;
   let x = initialNoise(shape, opts, s.T);
-  if (every) trajectory.push({ t: s.T, x: x.dataSync() as Float32Array });
+  const recorder = new TrajectoryRecorder(opts.trajectoryEvery, opts.trajectoryAt, s.T, x);
   for (let t = s.T; t >= 1; t--) {
     const next = tf.tidy(() => {
       const p = pMeanVarianceUnchecked(model, s, x, t, opts);
@@ -87,10 +109,10 @@ export function sampleDDPM(model: Denoiser, s: Schedule, shape: number[], opts: 
     x.dispose();
     x = next;
     const done = s.T - t + 1;
-    if (every && (done % every === 0 || t === 1)) trajectory.push({ t: t - 1, x: x.dataSync() as Float32Array });
+    recorder.step(done, t - 1, t === 1, x);
     opts.onStep?.({ t: t - 1, step: done, steps: s.T, x });
   }
-  return { x0: x, trajectory };
+  return { x0: x, trajectory: recorder.points };
 }
 
 /** DDIM options: the number of steps (a subsequence of 1..T) and eta (0 deterministic, 1 DDPM). */
@@ -121,10 +143,8 @@ export function sampleDDIM(model: Denoiser, s: Schedule, shape: number[], opts: 
   if (opts.variance !== undefined) throw new Error('variance is not an option of sampleDDIM: eta sets the noise');
   const seed = opts.seed ?? 0;
   const taus = ddimTimesteps(s.T, steps);
-  const trajectory: TrajectoryPoint[] = [];
-  const every = opts.trajectoryEvery;
   let x = initialNoise(shape, opts, s.T);
-  if (every) trajectory.push({ t: s.T, x: x.dataSync() as Float32Array });
+  const recorder = new TrajectoryRecorder(opts.trajectoryEvery, opts.trajectoryAt, s.T, x);
   for (let i = taus.length - 1; i >= 0; i--) {
     const t = taus[i];
     const tPrev = i > 0 ? taus[i - 1] : 0;
@@ -151,8 +171,8 @@ export function sampleDDIM(model: Denoiser, s: Schedule, shape: number[], opts: 
     x.dispose();
     x = next;
     const done = taus.length - i;
-    if (every && (done % every === 0 || i === 0)) trajectory.push({ t: tPrev, x: x.dataSync() as Float32Array });
+    recorder.step(done, tPrev, i === 0, x);
     opts.onStep?.({ t: tPrev, step: done, steps: taus.length, x });
   }
-  return { x0: x, trajectory };
+  return { x0: x, trajectory: recorder.points };
 }

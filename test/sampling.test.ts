@@ -139,6 +139,10 @@ describe('samplers', () => {
     expect(r.trajectory.map((p) => p.t)).to.deep.equal([20, 15, 10, 5, 0]);
     expect(Array.from(r.trajectory[4].x)).to.deep.equal(Array.from(take(r.x0)));
     expect(r.trajectory[0].x.length).to.equal(8);
+    const at = sampleDDPM(model, s, [4, 2], { seed: 3, trajectoryAt: [20, 13, 2, 0] });
+    expect(at.trajectory.map((p) => p.t)).to.deep.equal([20, 13, 2, 0]);
+    expect(Array.from(at.trajectory[3].x)).to.deep.equal(Array.from(r.trajectory[4].x), 'same seed, same path');
+    at.x0.dispose();
     const d = sampleDDIM(model, s, [4, 2], { steps: 4, trajectoryEvery: 1 });
     expect(d.trajectory.map((p) => p.t)).to.deep.equal([20, 14, 7, 1, 0]);
     d.x0.dispose();
@@ -182,6 +186,7 @@ describe('samplers', () => {
     expect(() => sampleDDPM(model, s, [2, 2], { xT })).to.throw(/xT must have shape \[2,2\], got \[3,2\]/);
     xT.dispose();
     expect(() => sampleDDPM(model, s, [2, 2], { trajectoryEvery: 0 })).to.throw(/trajectoryEvery/);
+    expect(() => sampleDDPM(model, s, [2, 2], { trajectoryAt: [3, -1] })).to.throw(/trajectoryAt\[1\] must be an integer >= 0, got -1/);
     expect(() => sampleDDPM(model, s, [2, 2], { variance: 'big' as never })).to.throw(/variance must be one of sigmaQ, beta, one, got big/);
   });
 });

@@ -1,0 +1,25 @@
+import * as tf from '@tensorflow/tfjs';
+import { linearSchedule, MlpDenoiser, gaussianMixture2d, train, sampleDDPM, sampleDDIM, elboTerms, useBestBackend, UNetDenoiser, simpleLoss, gaussianOptimalEps, mixtureOptimalEps, defaultMixture2d, discretizedGaussianLogLikelihood } from './lib';
+(async () => {
+  const c = await useBestBackend({ prefer: process.env.B ?? 'webgpu', verbose: true });
+  const s = linearSchedule(100, 1e-3, 0.2);
+  const data = gaussianMixture2d(1000, { seed: 1 });
+  const model = new MlpDenoiser({ seed: 0 });
+  const before = tf.memory().numTensors;
+  const r = train({ model, schedule: s, data, steps: 50, batchSize: 128, seed: 0, emaDecay: 0.9, gradClip: 1 });
+  r.ema!.dispose();
+  console.log('losses', Array.from(r.losses.slice(0, 3)), Array.from(r.losses.slice(-3)), 'leak', tf.memory().numTensors - before);
+  const x = sampleDDPM(model, s, [256, 2], { seed: 1 }).x0; console.log('ddpm mean', Array.from(x.mean(0).dataSync()));
+  const y = sampleDDIM(model, s, [256, 2], { seed: 1, steps: 20, eta: 0.5 }).x0; console.log('ddim mean', Array.from(y.mean(0).dataSync()));
+  const spec = defaultMixture2d();
+  const opt = mixtureOptimalEps(spec.weights, spec.means, spec.covs, s);
+  const tt = tf.tensor1d(Array.from({ length: 256 }, (_, i) => 1 + (i % 100)), 'int32');
+  console.log('mixture eps* sum', opt.predictEps(x, tt).sum().dataSync()[0]);
+  console.log('elbo bpd', elboTerms(model, s, data.slice(0, 64)).bitsPerDim);
+  const img = tf.randomUniform([4, 28, 28, 1], -1, 1, 'float32', 1);
+  console.log('discretized sum', discretizedGaussianLogLikelihood(img, tf.scalar(0), tf.scalar(-1)).sum().dataSync()[0]);
+  const unet = new UNetDenoiser({ seed: 0, zeroInitOutput: false });
+  console.log('unet eps mean', unet.predictEps(img, 10).mean().dataSync()[0]);
+  const ru = train({ model: unet, schedule: s, data: img, steps: 2, batchSize: 4 });
+  console.log('unet losses', Array.from(ru.losses), c.name);
+})().catch((e) => { console.error('FAILED', e); process.exit(1); });

@@ -8,7 +8,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Denoiser } from './denoiser';
-import { checkBatch, qSampleUnchecked, qStepUnchecked } from './forward';
+import { qSampleUnchecked, qStepUnchecked } from './forward';
+import { checkFiniteTensorAsync, checkRank } from './validate';
 import { discretizedGaussianLogLikelihood, normalKLUnchecked as normalKL, normalLogPdfUnchecked as normalLogPdf } from './gaussian';
 import { deriveSeed } from './random';
 import { qPosteriorMeanUnchecked } from './posterior';
@@ -84,10 +85,11 @@ export function priorTerm(s: Schedule, x0: tf.Tensor): tf.Tensor1D {
 
 /**
  * Every term of -ELBO for each example of x0 (shape [batch, ...]), one draw of x_t ~ q(x_t|x_0)
- * per timestep: T model evaluations in all, with a single read back at the end.
+ * per timestep: T model evaluations in all, with a single (asynchronous) read back at the end.
  */
-export function elboTerms(model: Denoiser, s: Schedule, x0: tf.Tensor, opts: ElboOptions = {}): ElboTerms {
-  checkBatch(s, 'x0', x0, 1);
+export async function elboTerms(model: Denoiser, s: Schedule, x0: tf.Tensor, opts: ElboOptions = {}): Promise<ElboTerms> {
+  checkRank('x0', x0, 1);
+  await checkFiniteTensorAsync('x0', x0);
   checkElboOptions(opts);
   const seed = opts.seed ?? 0;
   const batch = x0.shape[0];
@@ -103,7 +105,7 @@ export function elboTerms(model: Denoiser, s: Schedule, x0: tf.Tensor, opts: Elb
   }
   perT.push(priorTerm(s, x0));
   const all = tf.stack(perT);
-  const values = all.dataSync();
+  const values = await all.data();
   all.dispose();
   perT.forEach((x) => x.dispose());
   const L: Float64Array[] = [];
@@ -141,13 +143,14 @@ export interface ElboFirstForm {
  * KL(q(x_t|x_{t-1}) || p_theta(x_t|x_{t+1})) as Luo (2022) writes it; that treats x_t as independent
  * of x_{t+1}, which they are not under q, so its expectation is not the ELBO (notebook 02 measures it).
  */
-export function elboFirstForm(
+export async function elboFirstForm(
   model: Denoiser,
   s: Schedule,
   x0: tf.Tensor,
   opts: ElboOptions & { estimator?: FirstFormEstimator } = {},
-): ElboFirstForm {
-  checkBatch(s, 'x0', x0, 1);
+): Promise<ElboFirstForm> {
+  checkRank('x0', x0, 1);
+  await checkFiniteTensorAsync('x0', x0);
   checkElboOptions(opts);
   const estimator = opts.estimator ?? 'sampled';
   if (estimator !== 'sampled' && estimator !== 'analyticKL') {
@@ -184,7 +187,7 @@ export function elboFirstForm(
     );
   }
   const all = tf.stack(terms);
-  const values = all.dataSync();
+  const values = await all.data();
   tf.dispose([all, ...terms, ...x]);
   const row = (k: number) => Float64Array.from(values.subarray(k * batch, (k + 1) * batch));
   const decoder = row(0);

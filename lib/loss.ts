@@ -10,7 +10,7 @@ import { checkBatch, qSampleUnchecked } from './forward';
 import { Rng, deriveSeed } from './random';
 import { ReverseVariance, checkReverseVariance } from './reverse';
 import { Schedule, Timestep } from './schedule';
-import { checkFiniteTensor, checkNumber, checkSameShape } from './validate';
+import { checkFiniteTensor, checkNumber, checkSameShape, sumTensors } from './validate';
 
 /** Which objective training minimises. */
 export type LossType = 'simple' | 'vlb' | 'hybrid';
@@ -27,18 +27,33 @@ export interface LossDraws {
   seed?: number;
 }
 
-/** Per-example timesteps drawn uniformly from [1, T] with a seeded stream. */
-export function sampleTimesteps(T: number, batch: number, rng: Rng): tf.Tensor1D {
+/** Per-example timesteps drawn uniformly from [1, T] with a seeded stream, as JS integers. */
+export function drawTimesteps(T: number, batch: number, rng: Rng): Int32Array {
   const t = new Int32Array(batch);
   for (let i = 0; i < batch; i++) t[i] = rng.int(1, T);
-  return tf.tensor1d(t, 'int32');
+  return t;
 }
 
-function draws(s: Schedule, x0: tf.Tensor, d: LossDraws): { t: Timestep; eps: tf.Tensor } {
+/** Per-example timesteps drawn uniformly from [1, T] with a seeded stream, as an int32 tensor. */
+export function sampleTimesteps(T: number, batch: number, rng: Rng): tf.Tensor1D {
+  return tf.tensor1d(drawTimesteps(T, batch, rng), 'int32');
+}
+
+/** The draws of one loss evaluation, t kept as JS numbers too so the VLB never reads it back. */
+function draws(s: Schedule, x0: tf.Tensor, d: LossDraws): { t: Timestep; tValues: number | Int32Array; eps: tf.Tensor } {
   const seed = d.seed ?? 0;
-  const t = d.t ?? sampleTimesteps(s.T, x0.shape[0], new Rng(deriveSeed(seed, 0x7153)));
+  let t: Timestep;
+  let tValues: number | Int32Array;
+  if (d.t === undefined) {
+    tValues = drawTimesteps(s.T, x0.shape[0], new Rng(deriveSeed(seed, 0x7153)));
+    t = tf.tensor1d(tValues, 'int32');
+  } else {
+    t = d.t;
+    // A caller's tensor t is read once here (checkBatch has read it already on sync backends).
+    tValues = typeof d.t === 'number' ? d.t : (d.t.dataSync() as Int32Array);
+  }
   const eps = d.eps ?? tf.randomNormal(x0.shape, 0, 1, 'float32', deriveSeed(seed, 0xe95));
-  return { t, eps };
+  return { t, tValues, eps };
 }
 
 function checkLossArgs(s: Schedule, x0: tf.Tensor, d: LossDraws): void {
@@ -71,22 +86,24 @@ export function simpleLoss(model: Denoiser, s: Schedule, x0: tf.Tensor, opts: Lo
 }
 
 /**
- * The variational bound as a loss: T · L_{t-1} / D averaged over the batch, t ~ U[1, T], so that its
- * expectation times D is sum_t L_{t-1} = -ELBO - L_T (nats). L_0 (t = 1) uses opts.decoder.
- * Differentiable; one t for the whole batch keeps it a single model call per timestep drawn.
+ * vlbLoss without checks, t given as one number or as the per-example values in JS (so nothing is
+ * read back from the device). The batch is grouped by t, one model call per distinct t.
  */
-export function vlbLoss(model: Denoiser, s: Schedule, x0: tf.Tensor, opts: LossDraws & ElboOptions = {}): tf.Scalar {
-  checkLossArgs(s, x0, opts);
+export function vlbLossUnchecked(
+  model: Denoiser,
+  s: Schedule,
+  x0: tf.Tensor,
+  t: number | Int32Array,
+  eps: tf.Tensor,
+  opts: ElboOptions = {},
+): tf.Scalar {
   return tf.tidy(() => {
-    const { t, eps } = draws(s, x0, opts);
     const D = x0.size / x0.shape[0];
-    const ts = typeof t === 'number' ? null : (t.dataSync() as Int32Array);
-    if (ts === null) {
-      return elboTermAt(model, s, x0, qSampleUnchecked(s, x0, t, eps), t as number, opts).mean().mul(s.T / D) as tf.Scalar;
+    if (typeof t === 'number') {
+      return elboTermAt(model, s, x0, qSampleUnchecked(s, x0, t, eps), t, opts).mean().mul(s.T / D) as tf.Scalar;
     }
-    // Per-example timesteps: group the batch by t so each group is one model call.
     const groups = new Map<number, number[]>();
-    ts.forEach((tv, i) => {
+    t.forEach((tv, i) => {
       const group = groups.get(tv);
       if (group) group.push(i);
       else groups.set(tv, [i]);
@@ -98,8 +115,35 @@ export function vlbLoss(model: Denoiser, s: Schedule, x0: tf.Tensor, opts: LossD
       const xt = qSampleUnchecked(s, x0g, tv, tf.gather(eps, index));
       parts.push(elboTermAt(model, s, x0g, xt, tv, opts).sum());
     }
-    return tf.addN(parts).div(x0.shape[0]).mul(s.T / D) as tf.Scalar;
+    return sumTensors(parts).div(x0.shape[0]).mul(s.T / D) as tf.Scalar;
   });
+}
+
+/**
+ * The variational bound as a loss: T · L_{t-1} / D averaged over the batch, t ~ U[1, T], so that its
+ * expectation times D is sum_t L_{t-1} = -ELBO - L_T (nats). L_0 (t = 1) uses opts.decoder.
+ * Differentiable. A tensor t is read back once (not possible on webgpu under Node: pass numbers there).
+ */
+export function vlbLoss(model: Denoiser, s: Schedule, x0: tf.Tensor, opts: LossDraws & ElboOptions = {}): tf.Scalar {
+  checkLossArgs(s, x0, opts);
+  return tf.tidy(() => {
+    const { tValues, eps } = draws(s, x0, opts);
+    return vlbLossUnchecked(model, s, x0, tValues, eps, opts);
+  });
+}
+
+/** hybridLoss without checks: simple + lambda · vlb with the same t (tensor and JS values) and eps. */
+export function hybridLossUnchecked(
+  model: Denoiser,
+  s: Schedule,
+  x0: tf.Tensor,
+  t: Timestep,
+  tValues: number | Int32Array,
+  eps: tf.Tensor,
+  lambda = 0.001,
+  opts: ElboOptions = {},
+): tf.Scalar {
+  return tf.tidy(() => simpleLossUnchecked(model, s, x0, t, eps).add(vlbLossUnchecked(model, s, x0, tValues, eps, opts).mul(lambda)) as tf.Scalar);
 }
 
 /** Improved DDPM's hybrid objective: simpleLoss + lambda · vlbLoss with the same draws (lambda = 0.001). */
@@ -113,9 +157,8 @@ export function hybridLoss(
   checkNumber('lambda', lambda, 0, Infinity, { hi: true });
   checkLossArgs(s, x0, opts);
   return tf.tidy(() => {
-    const { t, eps } = draws(s, x0, opts);
-    const shared = { ...opts, t, eps };
-    return simpleLossUnchecked(model, s, x0, t, eps).add(vlbLoss(model, s, x0, shared).mul(lambda)) as tf.Scalar;
+    const { t, tValues, eps } = draws(s, x0, opts);
+    return hybridLossUnchecked(model, s, x0, t, tValues, eps, lambda, opts);
   });
 }
 

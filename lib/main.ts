@@ -65,7 +65,7 @@ export async function runSwissRollDemo(options: Partial<DemoOptions> = {}): Prom
   const model = new MlpDenoiser({ seed: o.seed });
   say(`training an MlpDenoiser (${model.trainableVariables.reduce((n, v) => n + v.size, 0)} weights) on 10,000 swiss-roll points, T = ${o.T}, ${o.steps} steps of batch ${o.batchSize}`);
   const bar = o.log ? new Progress('train', o.steps, o.log) : null;
-  const result = train({
+  const result = await train({
     model,
     schedule,
     data,
@@ -81,7 +81,7 @@ export async function runSwissRollDemo(options: Partial<DemoOptions> = {}): Prom
   const sampleStart = Date.now();
   // Most of the structure appears in the last tenth of the steps: look there more often.
   const at = [1, 0.3, 0.15, 0.075, 0.025, 0].map((f) => Math.round(f * o.T));
-  const { x0, trajectory } = sampleDDPM(sampler, schedule, [o.samples, 2], {
+  const { x0, trajectory } = await sampleDDPM(sampler, schedule, [o.samples, 2], {
     seed: o.seed + 4,
     trajectoryAt: at,
     onStep: (i) => {
@@ -90,6 +90,11 @@ export async function runSwissRollDemo(options: Partial<DemoOptions> = {}): Prom
   });
   const sampleSeconds = (Date.now() - sampleStart) / 1000;
   const noise = tf.randomNormal([o.samples, 2], 0, 1, 'float32', o.seed + 5);
+  // Read once, asynchronously (every backend allows that), and measure on the copies.
+  const samples = (await x0.data()) as Float32Array;
+  const dataPoints = (await heldOut.data()) as Float32Array;
+  const points = async (x: tf.Tensor) => ({ data: (await x.data()) as Float32Array, dim: 2 });
+  const heldOutPoints = { data: dataPoints, dim: 2 };
   const summary: DemoSummary = {
     backend: backend.name,
     steps: o.steps,
@@ -97,14 +102,12 @@ export async function runSwissRollDemo(options: Partial<DemoOptions> = {}): Prom
     sampleSeconds,
     finalLoss: result.losses.slice(-100).reduce((a, b) => a + b, 0) / Math.min(100, result.losses.length),
     energyDistance: {
-      samples: energyDistance(x0 as tf.Tensor2D, heldOut),
-      noise: energyDistance(noise as tf.Tensor2D, heldOut),
-      heldOutVsHeldOut: energyDistance(heldOut2, heldOut),
+      samples: energyDistance({ data: samples, dim: 2 }, heldOutPoints),
+      noise: energyDistance(await points(noise), heldOutPoints),
+      heldOutVsHeldOut: energyDistance(await points(heldOut2), heldOutPoints),
     },
     report: path.resolve(o.outDir, 'index.html'),
   };
-  const samples = x0.dataSync() as Float32Array;
-  const dataPoints = heldOut.dataSync() as Float32Array;
   tf.dispose([x0, noise, data, heldOut, heldOut2]);
   model.dispose();
   result.ema?.dispose();

@@ -6,6 +6,7 @@
  * Notebooks: 05_training_2d, 06_generation.
  */
 import * as tf from '@tensorflow/tfjs';
+import { canReadSync } from './validate';
 import { checkInteger, checkNumber } from './validate';
 
 /** A set of n points in D dimensions: a [n, D] tensor, rows of numbers, or row-major data with dim. */
@@ -129,6 +130,9 @@ function readPoints(x: PointSet, name: string): Points {
   if (x instanceof tf.Tensor) {
     if (x.rank !== 2) throw new Error(`${name} must be a rank-2 tensor [n, D], got shape [${x.shape}]`);
     dim = x.shape[1];
+    if (!canReadSync()) {
+      throw new Error(`${name}: the ${tf.getBackend()} backend cannot read tensors synchronously here; pass { data: await ${name}.data(), dim: ${dim} }`);
+    }
     data = Float64Array.from(x.dataSync());
   } else if (Array.isArray(x)) {
     if (x.length < 2) throw new Error(`${name} must hold at least 2 points, got ${x.length}`);

@@ -8,7 +8,7 @@ import { deriveSeed } from './random';
 import { ReverseOptions, checkReverseVariance, pMeanVarianceUnchecked } from './reverse';
 import { predictX0FromEpsUnchecked } from './posterior';
 import { Schedule } from './schedule';
-import { checkFiniteTensor, checkInteger, checkNumber } from './validate';
+import { checkFiniteTensorAsync, checkInteger, checkNumber } from './validate';
 
 /** One recorded state of a sampling run: x at timestep t (t = 0 is the generated data). */
 export interface TrajectoryPoint {
@@ -36,8 +36,8 @@ export interface SampleOptions extends ReverseOptions {
   trajectoryEvery?: number;
   /** Record x_t at exactly these timesteps (T for the start, 0 for the result), besides trajectoryEvery's. */
   trajectoryAt?: number[];
-  /** Called after every step, for progress displays. */
-  onStep?: (info: StepInfo) => void;
+  /** Called after every step, for progress displays; a returned promise is awaited. */
+  onStep?: (info: StepInfo) => void | Promise<void>;
 }
 
 /** A sampler's result: the samples (the caller disposes them) and the recorded trajectory. */
@@ -51,7 +51,7 @@ export function noiseSeed(seed: number, t: number): number {
   return deriveSeed(seed, 0x5a3d, t);
 }
 
-function checkSampleArgs(shape: number[], opts: SampleOptions): void {
+async function checkSampleArgs(shape: number[], opts: SampleOptions): Promise<void> {
   if (!Array.isArray(shape) || shape.length < 1) throw new Error(`shape must be a non-empty array [batch, ...], got ${String(shape)}`);
   shape.forEach((d, i) => checkInteger(`shape[${i}]`, d, 1));
   if (opts.seed !== undefined) checkNumber('seed', opts.seed, -(2 ** 53), 2 ** 53);
@@ -63,24 +63,28 @@ function checkSampleArgs(shape: number[], opts: SampleOptions): void {
   }
   if (opts.xT !== undefined) {
     if (opts.xT.shape.join(',') !== shape.join(',')) throw new Error(`xT must have shape [${shape}], got [${opts.xT.shape}]`);
-    checkFiniteTensor('xT', opts.xT);
+    await checkFiniteTensorAsync('xT', opts.xT);
   }
 }
 
-/** Decides after each step whether x_t is kept in the trajectory. */
+/** Decides after each step whether x_t is kept in the trajectory (read asynchronously). */
 class TrajectoryRecorder {
   readonly points: TrajectoryPoint[] = [];
   private readonly at: Set<number>;
 
-  constructor(private readonly every: number | undefined, at: number[] | undefined, T: number, x: tf.Tensor) {
+  constructor(private readonly every: number | undefined, at: number[] | undefined) {
     this.at = new Set(at ?? []);
-    if (every || this.at.has(T)) this.points.push({ t: T, x: x.dataSync() as Float32Array });
+  }
+
+  /** Records the start x_T if asked for. */
+  async start(T: number, x: tf.Tensor): Promise<void> {
+    if (this.every || this.at.has(T)) this.points.push({ t: T, x: (await x.data()) as Float32Array });
   }
 
   /** Called with the steps done so far, the timestep reached, and whether it is the last step. */
-  step(done: number, t: number, last: boolean, x: tf.Tensor): void {
+  async step(done: number, t: number, last: boolean, x: tf.Tensor): Promise<void> {
     if ((this.every && (done % this.every === 0 || last)) || this.at.has(t)) {
-      this.points.push({ t, x: x.dataSync() as Float32Array });
+      this.points.push({ t, x: (await x.data()) as Float32Array });
     }
   }
 }
@@ -93,12 +97,14 @@ function initialNoise(shape: number[], opts: SampleOptions, T: number): tf.Tenso
  * The text's generation algorithm: x_T ~ N(0, I); for t = T..1, z ~ N(0, I) (z = 0 at t = 1),
  * x_{t-1} = (1/sqrt(alpha_t))(x_t - (1 - alpha_t)/sqrt(1 - abar_t) eps_theta(x_t, t)) + sigma_t z,
  * with sigma_t = sigma_q(t) by default (opts.variance picks another). Batched: all samples at once.
+ * Asynchronous because recording a trajectory reads from the device, which webgpu allows only so.
  */
-export function sampleDDPM(model: Denoiser, s: Schedule, shape: number[], opts: SampleOptions = {}): SampleResult {
-  checkSampleArgs(shape, opts);
+export async function sampleDDPM(model: Denoiser, s: Schedule, shape: number[], opts: SampleOptions = {}): Promise<SampleResult> {
+  await checkSampleArgs(shape, opts);
   const seed = opts.seed ?? 0;
   let x = initialNoise(shape, opts, s.T);
-  const recorder = new TrajectoryRecorder(opts.trajectoryEvery, opts.trajectoryAt, s.T, x);
+  const recorder = new TrajectoryRecorder(opts.trajectoryEvery, opts.trajectoryAt);
+  await recorder.start(s.T, x);
   for (let t = s.T; t >= 1; t--) {
     const next = tf.tidy(() => {
       const p = pMeanVarianceUnchecked(model, s, x, t, opts);
@@ -109,8 +115,8 @@ export function sampleDDPM(model: Denoiser, s: Schedule, shape: number[], opts: 
     x.dispose();
     x = next;
     const done = s.T - t + 1;
-    recorder.step(done, t - 1, t === 1, x);
-    opts.onStep?.({ t: t - 1, step: done, steps: s.T, x });
+    await recorder.step(done, t - 1, t === 1, x);
+    await opts.onStep?.({ t: t - 1, step: done, steps: s.T, x });
   }
   return { x0: x, trajectory: recorder.points };
 }
@@ -134,8 +140,8 @@ export function ddimTimesteps(T: number, steps: number): number[] {
  * over a subsequence t -> t' of timesteps, s_t = eta sqrt((1 - abar_{t'})/(1 - abar_t)) sqrt(1 - abar_t/abar_{t'}).
  * With eta = 1 and steps = T it is the DDPM sampler; with eta = 0 it is deterministic given x_T.
  */
-export function sampleDDIM(model: Denoiser, s: Schedule, shape: number[], opts: DDIMOptions = {}): SampleResult {
-  checkSampleArgs(shape, opts);
+export async function sampleDDIM(model: Denoiser, s: Schedule, shape: number[], opts: DDIMOptions = {}): Promise<SampleResult> {
+  await checkSampleArgs(shape, opts);
   const steps = opts.steps ?? Math.min(50, s.T);
   const eta = opts.eta ?? 0;
   checkInteger('steps', steps, 1, s.T);
@@ -144,7 +150,8 @@ export function sampleDDIM(model: Denoiser, s: Schedule, shape: number[], opts: 
   const seed = opts.seed ?? 0;
   const taus = ddimTimesteps(s.T, steps);
   let x = initialNoise(shape, opts, s.T);
-  const recorder = new TrajectoryRecorder(opts.trajectoryEvery, opts.trajectoryAt, s.T, x);
+  const recorder = new TrajectoryRecorder(opts.trajectoryEvery, opts.trajectoryAt);
+  await recorder.start(s.T, x);
   for (let i = taus.length - 1; i >= 0; i--) {
     const t = taus[i];
     const tPrev = i > 0 ? taus[i - 1] : 0;
@@ -171,8 +178,8 @@ export function sampleDDIM(model: Denoiser, s: Schedule, shape: number[], opts: 
     x.dispose();
     x = next;
     const done = taus.length - i;
-    recorder.step(done, tPrev, i === 0, x);
-    opts.onStep?.({ t: tPrev, step: done, steps: taus.length, x });
+    await recorder.step(done, tPrev, i === 0, x);
+    await opts.onStep?.({ t: tPrev, step: done, steps: taus.length, x });
   }
   return { x0: x, trajectory: recorder.points };
 }

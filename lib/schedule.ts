@@ -6,7 +6,7 @@
  * Notebook: 01_forward_diffusion.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkFiniteArray, checkInteger, checkNumber } from './validate';
+import { canReadSync, checkFiniteArray, checkInteger, checkNumber } from './validate';
 
 /** How a schedule was made, enough to rebuild it (for checkpoints and notebook captions). */
 export type ScheduleConfig =
@@ -239,6 +239,7 @@ export function checkTimestep(s: Schedule, t: Timestep, batch: number | null, lo
   if (batch !== null && t.shape[0] !== batch) {
     throw new Error(`${name} must have one timestep per example (shape [${batch}]), got shape [${t.shape}]`);
   }
+  if (!canReadSync()) return; // webgpu under Node: values cannot be read here (see canReadSync)
   const v = t.dataSync();
   for (let i = 0; i < v.length; i++) {
     if (!(v[i] >= lo && v[i] <= s.T)) throw new Error(`${name}[${i}] must be an integer in [${lo}, ${s.T}], got ${v[i]}`);

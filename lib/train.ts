@@ -6,10 +6,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TrainableDenoiser } from './denoiser';
-import { LOSS_TYPES, LossType, hybridLoss, sampleTimesteps, simpleLossUnchecked, vlbLoss } from './loss';
+import { LOSS_TYPES, LossType, drawTimesteps, hybridLossUnchecked, simpleLossUnchecked, vlbLossUnchecked } from './loss';
 import { Rng, deriveSeed } from './random';
 import { Schedule } from './schedule';
-import { checkFiniteTensor, checkInteger, checkNumber, checkRank } from './validate';
+import { checkFiniteTensorAsync, checkInteger, checkNumber, checkRank, sumTensors } from './validate';
 
 /** What onProgress receives every `progressEvery` steps. */
 export interface TrainProgress {
@@ -51,7 +51,7 @@ export interface TrainResult {
   seconds: number;
 }
 
-function checkTrainOptions(o: TrainOptions): void {
+async function checkTrainOptions(o: TrainOptions): Promise<void> {
   if (!o || typeof o !== 'object') throw new Error(`train needs an options object, got ${String(o)}`);
   if (!o.model || !Array.isArray(o.model.trainableVariables)) throw new Error('model must be a TrainableDenoiser (with trainableVariables)');
   if (!(o.schedule instanceof Schedule)) throw new Error('schedule must be a Schedule (e.g. linearSchedule(1000))');
@@ -66,7 +66,7 @@ function checkTrainOptions(o: TrainOptions): void {
   if (o.seed !== undefined) checkNumber('seed', o.seed, -(2 ** 53), 2 ** 53);
   if (o.loss !== undefined && !LOSS_TYPES.includes(o.loss)) throw new Error(`loss must be one of ${LOSS_TYPES.join(', ')}, got ${String(o.loss)}`);
   if (o.progressEvery !== undefined) checkInteger('progressEvery', o.progressEvery, 1);
-  checkFiniteTensor('data', o.data);
+  await checkFiniteTensorAsync('data', o.data);
 }
 
 /** Batch indices: the data reshuffled every epoch (without replacement within an epoch), seeded. */
@@ -102,7 +102,7 @@ export class BatchSampler {
 function clipByGlobalNorm(grads: tf.NamedTensorMap, maxNorm: number): tf.NamedTensorMap {
   return tf.tidy(() => {
     const names = Object.keys(grads);
-    const norm = tf.sqrt(tf.addN(names.map((k) => tf.sum(tf.square(grads[k])))));
+    const norm = tf.sqrt(sumTensors(names.map((k) => tf.sum(tf.square(grads[k])))));
     const scale = tf.minimum(tf.scalar(1), tf.scalar(maxNorm).div(norm.add(1e-6)));
     const out: tf.NamedTensorMap = {};
     for (const k of names) out[k] = grads[k].mul(scale);
@@ -111,12 +111,13 @@ function clipByGlobalNorm(grads: tf.NamedTensorMap, maxNorm: number): tf.NamedTe
 }
 
 /**
- * Trains `model` in place with Adam and returns the per-step losses. Every random draw comes from
- * `seed`. Reads the losses back only every `progressEvery` steps, so the device is not stalled
- * each step. Stops with an Error naming the step if a loss is NaN or infinite.
+ * Trains `model` in place with Adam and resolves to the per-step losses. Every random draw comes
+ * from `seed`. Reads the losses back (asynchronously, so it works on every backend) only every
+ * `progressEvery` steps, so the device is not stalled each step. Stops with an Error naming the step
+ * if a loss is NaN or infinite.
  */
-export function train(o: TrainOptions): TrainResult {
-  checkTrainOptions(o);
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  await checkTrainOptions(o);
   const { model, schedule: s, data, steps, batchSize } = o;
   const seed = o.seed ?? 0;
   const lossType = o.loss ?? 'simple';
@@ -131,10 +132,10 @@ export function train(o: TrainOptions): TrainResult {
   const started = Date.now();
   let reported = 0;
 
-  const flush = (step: number) => {
+  const flush = async (step: number) => {
     if (pending.length === 0) return;
     const stacked = tf.stack(pending);
-    const values = stacked.dataSync() as Float32Array;
+    const values = (await stacked.data()) as Float32Array;
     stacked.dispose();
     pending.forEach((l) => l.dispose());
     pending.length = 0;
@@ -154,15 +155,16 @@ export function train(o: TrainOptions): TrainResult {
   try {
     for (let step = 1; step <= steps; step++) {
       const idx = sampler.next(batchSize);
-      const tValues = sampleTimesteps(s.T, batchSize, rng);
+      const tValues = drawTimesteps(s.T, batchSize, rng);
       const noiseSeed = deriveSeed(seed, 0xe95, step);
       const lossValue = tf.tidy(() => {
         const x0 = tf.gather(data, tf.tensor1d(idx, 'int32'));
         const eps = tf.randomNormal(x0.shape, 0, 1, 'float32', noiseSeed);
+        const t = tf.tensor1d(tValues, 'int32');
         const f = (): tf.Scalar => {
-          if (lossType === 'simple') return simpleLossUnchecked(model, s, x0, tValues, eps);
-          if (lossType === 'vlb') return vlbLoss(model, s, x0, { t: tValues, eps });
-          return hybridLoss(model, s, x0, { t: tValues, eps });
+          if (lossType === 'simple') return simpleLossUnchecked(model, s, x0, t, eps);
+          if (lossType === 'vlb') return vlbLossUnchecked(model, s, x0, tValues, eps);
+          return hybridLossUnchecked(model, s, x0, t, tValues, eps);
         };
         const { value, grads } = tf.variableGrads(f, vars);
         const g = o.gradClip !== undefined ? clipByGlobalNorm(grads, o.gradClip) : grads;
@@ -173,9 +175,8 @@ export function train(o: TrainOptions): TrainResult {
         }
         return value;
       });
-      tValues.dispose();
       pending.push(lossValue);
-      if (step % every === 0 || step === steps) flush(step);
+      if (step % every === 0 || step === steps) await flush(step);
     }
   } catch (e) {
     pending.forEach((l) => l.dispose());

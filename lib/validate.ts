@@ -40,15 +40,53 @@ export function checkFiniteArray(name: string, values: ArrayLike<number>): void 
   }
 }
 
-/** Throws unless the tensor holds no NaN or Inf (one read back from the device). */
-export function checkFiniteTensor(name: string, x: tf.Tensor): void {
+/**
+ * True when the current backend can read a tensor synchronously. tfjs-backend-webgpu reads
+ * synchronously through OffscreenCanvas, which Node lacks: there only asynchronous reads work, so the
+ * library's loops (train, the samplers, the ELBO) read with `await tensor.data()`.
+ */
+export function canReadSync(): boolean {
+  return !(tf.getBackend() === 'webgpu' && typeof (globalThis as { OffscreenCanvas?: unknown }).OffscreenCanvas === 'undefined');
+}
+
+function checkFloatOrInt(name: string, x: tf.Tensor): void {
+  if (!(x instanceof tf.Tensor)) throw new Error(`${name} must be a tensor, got ${String(x)}`);
   if (x.dtype !== 'float32' && x.dtype !== 'int32') {
     throw new Error(`${name} must be a float32 or int32 tensor, got dtype ${x.dtype}`);
   }
-  const bad = tf.tidy(() => tf.logicalNot(tf.isFinite(x)).sum().dataSync()[0]);
+}
+
+function nonFiniteCount(x: tf.Tensor): tf.Scalar {
+  return tf.tidy(() => tf.logicalNot(tf.isFinite(x)).sum());
+}
+
+function throwIfNonFinite(name: string, x: tf.Tensor, bad: number): void {
   if (bad > 0) {
     throw new Error(`${name} must contain only finite numbers, got ${bad} NaN or Inf value(s) in shape [${x.shape}]`);
   }
+}
+
+/**
+ * Throws unless the tensor holds no NaN or Inf (one read back from the device). Where the backend
+ * cannot read synchronously (webgpu under Node) only the dtype is checked here; the async entry
+ * points check values with checkFiniteTensorAsync.
+ */
+export function checkFiniteTensor(name: string, x: tf.Tensor): void {
+  checkFloatOrInt(name, x);
+  if (!canReadSync()) return;
+  const count = nonFiniteCount(x);
+  const bad = count.dataSync()[0];
+  count.dispose();
+  throwIfNonFinite(name, x, bad);
+}
+
+/** checkFiniteTensor with an asynchronous read, for every backend. */
+export async function checkFiniteTensorAsync(name: string, x: tf.Tensor): Promise<void> {
+  checkFloatOrInt(name, x);
+  const count = nonFiniteCount(x);
+  const bad = (await count.data())[0];
+  count.dispose();
+  throwIfNonFinite(name, x, bad);
 }
 
 /** Throws unless `x` has exactly the expected shape. */
@@ -70,4 +108,13 @@ export function checkRank(name: string, x: tf.Tensor, minRank: number): void {
   if (x.rank < minRank) {
     throw new Error(`${name} must have rank >= ${minRank} (batch first), got shape [${x.shape}]`);
   }
+}
+
+/**
+ * The sum of tensors, added pairwise. tf.addN binds every input at once, and webgpu devices allow
+ * only 8 storage buffers per shader stage by default, so addN of 8 or more inputs fails there.
+ */
+export function sumTensors(xs: tf.Tensor[]): tf.Tensor {
+  if (xs.length === 0) throw new Error('sumTensors needs at least one tensor');
+  return tf.tidy(() => xs.slice(1).reduce((acc, x) => acc.add(x), xs[0].clone()));
 }

@@ -15,7 +15,7 @@ import {
 import { expectClose, expectNoLeak, take } from './support';
 
 describe('training losses', () => {
-  it("simpleLoss with eps* has the closed-form minimum (1/D) E_t tr(I - (1 - abar_t) Sigma_t^{-1}) (Monte Carlo)", () => {
+  it("simpleLoss with eps* has the closed-form minimum (1/D) E_t tr(I - (1 - abar_t) Sigma_t^{-1}) (Monte Carlo)", async () => {
     const s = linearSchedule(50, 1e-3, 0.15);
     const m = [0.3, -0.2];
     const S = [[0.4, 0.15], [0.15, 0.3]];
@@ -57,7 +57,7 @@ describe('training losses', () => {
     tf.dispose([x0, eps, t]);
   });
 
-  it('vlbLoss is T/D times the KL term klNoiseWeight ||eps - eps_theta||^2 (t >= 2), and -log p(x0|x1) at t = 1', () => {
+  it('vlbLoss is T/D times the KL term klNoiseWeight ||eps - eps_theta||^2 (t >= 2), and -log p(x0|x1) at t = 1', async () => {
     const s = linearSchedule(20, 0.01, 0.2);
     const model: Denoiser = { predictEps: (xt) => tf.tidy(() => xt.mul(0.8)) };
     const x0v = [0.2, -0.4, 1.0, 0.5];
@@ -86,7 +86,7 @@ describe('training losses', () => {
     tf.dispose([x0, eps]);
   });
 
-  it('vlbLoss with per-example t is the batch mean of the per-example terms; hybrid = simple + lambda vlb', () => {
+  it('vlbLoss with per-example t is the batch mean of the per-example terms; hybrid = simple + lambda vlb', async () => {
     const s = linearSchedule(20, 0.01, 0.2);
     const model: Denoiser = { predictEps: (xt) => tf.tidy(() => xt.mul(0.8)) };
     const x0 = tf.randomNormal([6, 2], 0, 1, 'float32', 1);
@@ -102,7 +102,7 @@ describe('training losses', () => {
     tf.dispose([x0, eps, t]);
   });
 
-  it('sampleTimesteps draws t uniformly from [1, T] (counts within 5 binomial standard errors)', () => {
+  it('sampleTimesteps draws t uniformly from [1, T] (counts within 5 binomial standard errors)', async () => {
     const T = 10;
     const N = 50000;
     const t = take(sampleTimesteps(T, N, new Rng(3)));
@@ -113,7 +113,7 @@ describe('training losses', () => {
     for (let k = 1; k <= T; k++) expectClose(counts[k], N * p, 5 * Math.sqrt(N * p * (1 - p)), 0, `count of t=${k}`);
   });
 
-  it('rejects bad input, naming the parameter', () => {
+  it('rejects bad input, naming the parameter', async () => {
     const s = linearSchedule(10);
     const model: Denoiser = { predictEps: (xt) => tf.tidy(() => xt.mul(0)) };
     const x0 = tf.zeros([2, 2]);

@@ -10,7 +10,7 @@ import {
   sampleDDPM,
   Schedule,
 } from '../lib';
-import { expectClose, expectNoLeak, take } from './support';
+import { expectClose, expectNoLeak, take, expectRejects } from './support';
 
 type M2 = number[][];
 const mul = (A: M2, B: M2): M2 => A.map((r) => B[0].map((_, j) => r.reduce((acc, v, k) => acc + v * B[k][j], 0)));
@@ -85,23 +85,23 @@ describe('samplers', () => {
     [[0, 0], [0, 1], [1, 1]].forEach(([i, j]) => expectClose(cov[i][j], law.cov[i][j], 5 * se(i, j), 0, `cov[${i}][${j}]`));
   });
 
-  it('DDIM with eta = 1 over all T steps is the DDPM sampler (same noise draws)', () => {
+  it('DDIM with eta = 1 over all T steps is the DDPM sampler (same noise draws)', async () => {
     const s = linearSchedule(50, 1e-3, 0.2);
     const model = gaussianOptimalEps(m, S, s);
-    const a = sampleDDPM(model, s, [16, 2], { seed: 5 });
-    const b = sampleDDIM(model, s, [16, 2], { seed: 5, eta: 1, steps: 50 });
+    const a = await sampleDDPM(model, s, [16, 2], { seed: 5 });
+    const b = await sampleDDIM(model, s, [16, 2], { seed: 5, eta: 1, steps: 50 });
     // two algebraically equal update formulas in float32 over 50 steps
     expectClose(take(b.x0), take(a.x0), 2e-5);
   });
 
-  it('DDIM with eta = 0 is deterministic given x_T and moves x_T exactly as its float64 affine law says', () => {
+  it('DDIM with eta = 0 is deterministic given x_T and moves x_T exactly as its float64 affine law says', async () => {
     const s = linearSchedule(1000);
     const model = gaussianOptimalEps(m, S, s);
     const N = 3000;
     const xT = tf.randomNormal([N, 2], 0, 1, 'float32', 8);
     const start = meanAndCovariance(xT as tf.Tensor2D);
-    const a = sampleDDIM(model, s, [N, 2], { seed: 1, steps: 50, eta: 0, xT });
-    const b = sampleDDIM(model, s, [N, 2], { seed: 2, steps: 50, eta: 0, xT });
+    const a = await sampleDDIM(model, s, [N, 2], { seed: 1, steps: 50, eta: 0, xT });
+    const b = await sampleDDIM(model, s, [N, 2], { seed: 2, steps: 50, eta: 0, xT });
     const va = take(a.x0.clone());
     expect(Array.from(va)).to.deep.equal(Array.from(take(b.x0)), 'the seed must not matter when eta = 0');
     const { mean, cov } = meanAndCovariance(a.x0 as tf.Tensor2D);
@@ -120,49 +120,49 @@ describe('samplers', () => {
     expect(Math.abs(coarse.cov[0][0] - S[0][0])).to.be.above(Math.abs(exact.cov[0][0] - S[0][0]));
   });
 
-  it('the same seed gives the same samples; another seed gives others', () => {
+  it('the same seed gives the same samples; another seed gives others', async () => {
     const s = linearSchedule(20, 1e-3, 0.3);
     const model = gaussianOptimalEps(m, S, s);
-    const a = take(sampleDDPM(model, s, [8, 2], { seed: 3 }).x0);
-    const b = take(sampleDDPM(model, s, [8, 2], { seed: 3 }).x0);
-    const c = take(sampleDDPM(model, s, [8, 2], { seed: 4 }).x0);
+    const a = take((await sampleDDPM(model, s, [8, 2], { seed: 3 })).x0);
+    const b = take((await sampleDDPM(model, s, [8, 2], { seed: 3 })).x0);
+    const c = take((await sampleDDPM(model, s, [8, 2], { seed: 4 })).x0);
     expect(Array.from(a)).to.deep.equal(Array.from(b));
     expect(Array.from(a)).to.not.deep.equal(Array.from(c));
   });
 
-  it('records the trajectory and reports every step, with t counting down to 0', () => {
+  it('records the trajectory and reports every step, with t counting down to 0', async () => {
     const s = linearSchedule(20, 1e-3, 0.3);
     const model = gaussianOptimalEps(m, S, s);
     const seen: number[] = [];
-    const r = sampleDDPM(model, s, [4, 2], { seed: 3, trajectoryEvery: 5, onStep: (i) => seen.push(i.t) });
+    const r = await sampleDDPM(model, s, [4, 2], { seed: 3, trajectoryEvery: 5, onStep: (i) => { seen.push(i.t); } });
     expect(seen).to.deep.equal(Array.from({ length: 20 }, (_, i) => 19 - i));
     expect(r.trajectory.map((p) => p.t)).to.deep.equal([20, 15, 10, 5, 0]);
     expect(Array.from(r.trajectory[4].x)).to.deep.equal(Array.from(take(r.x0)));
     expect(r.trajectory[0].x.length).to.equal(8);
-    const at = sampleDDPM(model, s, [4, 2], { seed: 3, trajectoryAt: [20, 13, 2, 0] });
+    const at = await sampleDDPM(model, s, [4, 2], { seed: 3, trajectoryAt: [20, 13, 2, 0] });
     expect(at.trajectory.map((p) => p.t)).to.deep.equal([20, 13, 2, 0]);
     expect(Array.from(at.trajectory[3].x)).to.deep.equal(Array.from(r.trajectory[4].x), 'same seed, same path');
     at.x0.dispose();
-    const d = sampleDDIM(model, s, [4, 2], { steps: 4, trajectoryEvery: 1 });
+    const d = await sampleDDIM(model, s, [4, 2], { steps: 4, trajectoryEvery: 1 });
     expect(d.trajectory.map((p) => p.t)).to.deep.equal([20, 14, 7, 1, 0]);
     d.x0.dispose();
   });
 
-  it('ddimTimesteps spreads the steps over [1, T] and always ends at T', () => {
+  it('ddimTimesteps spreads the steps over [1, T] and always ends at T', async () => {
     expect(ddimTimesteps(1000, 4)).to.deep.equal([1, 334, 667, 1000]);
     expect(ddimTimesteps(10, 10)).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     expect(ddimTimesteps(10, 1)).to.deep.equal([10]);
   });
 
-  it('clipX0 keeps the generated data inside [-1, 1] for a model that predicts far outside it', () => {
+  it('clipX0 keeps the generated data inside [-1, 1] for a model that predicts far outside it', async () => {
     const s = linearSchedule(30, 1e-3, 0.3);
     // eps = -x_t / sqrt(1 - abar) - 3 implies x0 far outside [-1, 1]
     const wild: Denoiser = { predictEps: (xt) => tf.tidy(() => xt.mul(-3).sub(3)) };
-    const clipped = take(sampleDDPM(wild, s, [64, 2], { seed: 1, clipX0: true }).x0);
+    const clipped = take((await sampleDDPM(wild, s, [64, 2], { seed: 1, clipX0: true })).x0);
     expect(Math.max(...clipped.map(Math.abs))).to.be.at.most(1 + 1e-6);
-    const free = take(sampleDDPM(wild, s, [64, 2], { seed: 1 }).x0);
+    const free = take((await sampleDDPM(wild, s, [64, 2], { seed: 1 })).x0);
     expect(Math.max(...free.map(Math.abs)), 'without clipping the same model leaves [-1, 1]').to.be.above(1.5);
-    const ddim = take(sampleDDIM(wild, s, [64, 2], { seed: 1, clipX0: true, steps: 10 }).x0);
+    const ddim = take((await sampleDDIM(wild, s, [64, 2], { seed: 1, clipX0: true, steps: 10 })).x0);
     expect(Math.max(...ddim.map(Math.abs))).to.be.at.most(1 + 1e-6);
   });
 
@@ -175,18 +175,18 @@ describe('samplers', () => {
     d.x0.dispose();
   });
 
-  it('rejects bad shapes, steps, eta and xT with the parameter named', () => {
+  it('rejects bad shapes, steps, eta and xT with the parameter named', async () => {
     const s = linearSchedule(10);
     const model = gaussianOptimalEps(m, S, s);
-    expect(() => sampleDDPM(model, s, [])).to.throw(/shape must be a non-empty array/);
-    expect(() => sampleDDPM(model, s, [0, 2])).to.throw(/shape\[0\] must be an integer >= 1, got 0/);
-    expect(() => sampleDDIM(model, s, [2, 2], { steps: 11 })).to.throw(/steps must be an integer in \[1, 10\], got 11/);
-    expect(() => sampleDDIM(model, s, [2, 2], { eta: -1 })).to.throw(/eta must be a finite number in \[0, Infinity\), got -1/);
+    await expectRejects(() => sampleDDPM(model, s, []), /shape must be a non-empty array/);
+    await expectRejects(() => sampleDDPM(model, s, [0, 2]), /shape\[0\] must be an integer >= 1, got 0/);
+    await expectRejects(() => sampleDDIM(model, s, [2, 2], { steps: 11 }), /steps must be an integer in \[1, 10\], got 11/);
+    await expectRejects(() => sampleDDIM(model, s, [2, 2], { eta: -1 }), /eta must be a finite number in \[0, Infinity\), got -1/);
     const xT = tf.ones([3, 2]);
-    expect(() => sampleDDPM(model, s, [2, 2], { xT })).to.throw(/xT must have shape \[2,2\], got \[3,2\]/);
+    await expectRejects(() => sampleDDPM(model, s, [2, 2], { xT }), /xT must have shape \[2,2\], got \[3,2\]/);
     xT.dispose();
-    expect(() => sampleDDPM(model, s, [2, 2], { trajectoryEvery: 0 })).to.throw(/trajectoryEvery/);
-    expect(() => sampleDDPM(model, s, [2, 2], { trajectoryAt: [3, -1] })).to.throw(/trajectoryAt\[1\] must be an integer >= 0, got -1/);
-    expect(() => sampleDDPM(model, s, [2, 2], { variance: 'big' as never })).to.throw(/variance must be one of sigmaQ, beta, one, got big/);
+    await expectRejects(() => sampleDDPM(model, s, [2, 2], { trajectoryEvery: 0 }), /trajectoryEvery/);
+    await expectRejects(() => sampleDDPM(model, s, [2, 2], { trajectoryAt: [3, -1] }), /trajectoryAt\[1\] must be an integer >= 0, got -1/);
+    await expectRejects(() => sampleDDPM(model, s, [2, 2], { variance: 'big' as never }), /variance must be one of sigmaQ, beta, one, got big/);
   });
 });

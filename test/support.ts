@@ -66,3 +66,15 @@ export function take(x: tf.Tensor): Float64Array {
   x.dispose();
   return v;
 }
+
+/** Awaits fn() and asserts it rejects with a message matching `pattern`. */
+export async function expectRejects(fn: () => Promise<unknown>, pattern: RegExp): Promise<void> {
+  let error: unknown = null;
+  try {
+    await fn();
+  } catch (e) {
+    error = e;
+  }
+  expect(error, `expected a rejection matching ${pattern}`).to.be.instanceOf(Error);
+  expect((error as Error).message).to.match(pattern);
+}

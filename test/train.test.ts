@@ -15,7 +15,7 @@ import {
   train,
   useBestBackend,
 } from '../lib';
-import { expectClose, take, useCpu } from './support';
+import { expectClose, take, useCpu, expectRejects } from './support';
 
 /** Mean squared distance between a model's eps and the exact mixture eps* over x_t ~ q(x_t) at a few t. */
 function epsGap(model: Denoiser, opt: Denoiser, s: ReturnType<typeof linearSchedule>): number {
@@ -44,16 +44,16 @@ describe('training', () => {
     const heldOut = gaussianMixture2d(1000, { seed: 2 });
     const model = new MlpDenoiser({ seed: 0 });
     const before = epsGap(model, opt, s);
-    const { losses } = train({ model, schedule: s, data, steps: 800, batchSize: 256, lr: 3e-3, seed: 0 });
+    const { losses } = await train({ model, schedule: s, data, steps: 800, batchSize: 256, lr: 3e-3, seed: 0 });
     const after = epsGap(model, opt, s);
     // Measured 0.67 -> 0.03; the bound asks for a tenfold reduction.
     expect(after, `E||eps_theta - eps*||^2 went from ${before} to ${after}`).to.be.below(before / 10);
     const first = losses.slice(0, 50).reduce((a, b) => a + b) / 50;
     const last = losses.slice(-50).reduce((a, b) => a + b) / 50;
     expect(last, 'the loss falls').to.be.below(first);
-    const samples = sampleDDPM(model, s, [1000, 2], { seed: 3 }).x0 as tf.Tensor2D;
+    const samples = (await sampleDDPM(model, s, [1000, 2], { seed: 3 })).x0 as tf.Tensor2D;
     const noise = tf.randomNormal([1000, 2], 0, 1, 'float32', 4) as tf.Tensor2D;
-    const best = sampleDDPM(opt, s, [1000, 2], { seed: 3 }).x0 as tf.Tensor2D;
+    const best = (await sampleDDPM(opt, s, [1000, 2], { seed: 3 })).x0 as tf.Tensor2D;
     const ed = energyDistance(samples, heldOut);
     const edNoise = energyDistance(noise, heldOut);
     const edBest = energyDistance(best, heldOut);
@@ -64,14 +64,14 @@ describe('training', () => {
     model.dispose();
   });
 
-  it('a training run leaks no tensors: numTensors is the same before and after (optimizer state freed)', () => {
+  it('a training run leaks no tensors: numTensors is the same before and after (optimizer state freed)', async () => {
     const s = linearSchedule(10);
     const data = gaussianMixture2d(64, { seed: 1 });
     const model = new MlpDenoiser({ hidden: 16, depth: 1, seed: 0 });
     const before = tf.memory().numTensors;
-    train({ model, schedule: s, data, steps: 3, batchSize: 16 });
+    await train({ model, schedule: s, data, steps: 3, batchSize: 16 });
     expect(tf.memory().numTensors).to.equal(before);
-    const r = train({ model, schedule: s, data, steps: 3, batchSize: 16, emaDecay: 0.9, gradClip: 1, loss: 'hybrid' });
+    const r = await train({ model, schedule: s, data, steps: 3, batchSize: 16, emaDecay: 0.9, gradClip: 1, loss: 'hybrid' });
     expect(tf.memory().numTensors, 'only the returned EMA model remains').to.equal(before + model.trainableVariables.length);
     r.ema?.dispose();
     expect(tf.memory().numTensors).to.equal(before);
@@ -79,12 +79,12 @@ describe('training', () => {
     model.dispose();
   });
 
-  it('the EMA after one step is decay * w_before + (1 - decay) * w_after, weight by weight', () => {
+  it('the EMA after one step is decay * w_before + (1 - decay) * w_after, weight by weight', async () => {
     const s = linearSchedule(10);
     const data = gaussianMixture2d(64, { seed: 1 });
     const model = new MlpDenoiser({ hidden: 8, depth: 1, seed: 0 });
     const w0 = model.trainableVariables.map((v) => Float64Array.from(v.dataSync()));
-    const { ema } = train({ model, schedule: s, data, steps: 1, batchSize: 16, emaDecay: 0.9, lr: 0.1 });
+    const { ema } = await train({ model, schedule: s, data, steps: 1, batchSize: 16, emaDecay: 0.9, lr: 0.1 });
     model.trainableVariables.forEach((v, i) => {
       const w1 = v.dataSync();
       const expected = Array.from(w0[i], (a, k) => 0.9 * a + 0.1 * w1[k]);
@@ -96,77 +96,77 @@ describe('training', () => {
     data.dispose();
   });
 
-  it('the same seed gives the same losses and weights; another seed gives others', () => {
+  it('the same seed gives the same losses and weights; another seed gives others', async () => {
     const s = linearSchedule(20);
     const data = gaussianMixture2d(200, { seed: 1 });
-    const run = (seed: number) => {
+    const run = async (seed: number) => {
       const model = new MlpDenoiser({ hidden: 16, depth: 2, seed: 0 });
-      const { losses } = train({ model, schedule: s, data, steps: 5, batchSize: 32, seed });
+      const { losses } = await train({ model, schedule: s, data, steps: 5, batchSize: 32, seed });
       const w = Array.from(model.trainableVariables[0].dataSync());
       model.dispose();
       return { losses: Array.from(losses), w };
     };
-    const a = run(1);
-    expect(run(1)).to.deep.equal(a);
-    expect(run(2).losses).to.not.deep.equal(a.losses);
+    const a = await run(1);
+    expect(await run(1)).to.deep.equal(a);
+    expect((await run(2)).losses).to.not.deep.equal(a.losses);
     data.dispose();
   });
 
-  it('gradClip bounds the gradient norm: a tiny clip leaves Adam steps far below lr, no clip does not', () => {
+  it('gradClip bounds the gradient norm: a tiny clip leaves Adam steps far below lr, no clip does not', async () => {
     const s = linearSchedule(20);
     const data = gaussianMixture2d(200, { seed: 1 });
-    const change = (gradClip?: number) => {
+    const change = async (gradClip?: number) => {
       const model = new MlpDenoiser({ hidden: 16, depth: 1, seed: 0 });
       const w0 = Array.from(model.trainableVariables[0].dataSync());
-      train({ model, schedule: s, data, steps: 1, batchSize: 32, lr: 0.01, gradClip });
+      await train({ model, schedule: s, data, steps: 1, batchSize: 32, lr: 0.01, gradClip });
       const w1 = model.trainableVariables[0].dataSync();
       model.dispose();
       return Math.max(...w0.map((v, i) => Math.abs(v - w1[i])));
     };
     // Adam's first step moves each weight by about lr = 0.01 whatever the gradient's scale, unless the
     // gradient is far below its epsilon (1e-7): a clip of 1e-12 makes it so.
-    expect(change()).to.be.above(0.005);
-    expect(change(1e-12)).to.be.below(1e-4);
+    expect(await change()).to.be.above(0.005);
+    expect(await change(1e-12)).to.be.below(1e-4);
     data.dispose();
   });
 
-  it('a NaN loss stops training with an Error naming the step', () => {
+  it('a NaN loss stops training with an Error naming the step', async () => {
     const s = linearSchedule(10);
     const data = gaussianMixture2d(64, { seed: 1 });
     const model = new MlpDenoiser({ hidden: 8, depth: 1, seed: 0 });
     model.trainableVariables[0].assign(tf.fill(model.trainableVariables[0].shape, NaN));
     const before = tf.memory().numTensors;
-    expect(() => train({ model, schedule: s, data, steps: 5, batchSize: 16, progressEvery: 1 })).to.throw(/the loss at step 1 is NaN/);
+    await expectRejects(() => train({ model, schedule: s, data, steps: 5, batchSize: 16, progressEvery: 1 }), /the loss at step 1 is NaN/);
     expect(tf.memory().numTensors, 'nothing leaks on the error path').to.equal(before);
     model.dispose();
     data.dispose();
   });
 
-  it('the vlb and hybrid objectives train too (finite losses)', () => {
+  it('the vlb and hybrid objectives train too (finite losses)', async () => {
     const s = linearSchedule(10);
     const data = gaussianMixture2d(64, { seed: 1 });
     const model = new MlpDenoiser({ hidden: 8, depth: 1, seed: 0 });
     for (const loss of ['vlb', 'hybrid'] as const) {
-      const { losses } = train({ model, schedule: s, data, steps: 3, batchSize: 16, loss });
+      const { losses } = await train({ model, schedule: s, data, steps: 3, batchSize: 16, loss });
       expect(Array.from(losses).every(Number.isFinite), loss).to.equal(true);
     }
     model.dispose();
     data.dispose();
   });
 
-  it('a tiny UNetDenoiser takes training steps on image batches on cpu', () => {
+  it('a tiny UNetDenoiser takes training steps on image batches on cpu', async () => {
     const s = linearSchedule(10);
     const data = tf.randomUniform([8, 8, 8, 1], -1, 1, 'float32', 1);
     const model = new UNetDenoiser({ imageSize: 8, baseChannels: 8, groups: 4, channelMults: [1, 2], attention: false, seed: 0 });
     const before = tf.memory().numTensors;
-    const { losses } = train({ model, schedule: s, data, steps: 2, batchSize: 4 });
+    const { losses } = await train({ model, schedule: s, data, steps: 2, batchSize: 4 });
     expect(Array.from(losses).every(Number.isFinite)).to.equal(true);
     expect(tf.memory().numTensors).to.equal(before);
     model.dispose();
     data.dispose();
   });
 
-  it('BatchSampler visits every example once per epoch (without replacement) and reshuffles between epochs', () => {
+  it('BatchSampler visits every example once per epoch (without replacement) and reshuffles between epochs', async () => {
     const sampler = new BatchSampler(10, new Rng(1));
     const epoch1 = Array.from(sampler.next(10));
     const epoch2 = Array.from(sampler.next(10));
@@ -175,21 +175,21 @@ describe('training', () => {
     expect(epoch2).to.not.deep.equal(epoch1);
   });
 
-  it('rejects bad options with the parameter, the value and the range', () => {
+  it('rejects bad options with the parameter, the value and the range', async () => {
     const s = linearSchedule(10);
     const data = gaussianMixture2d(20, { seed: 1 });
     const empty = tf.zeros([0, 2]);
     const nan = tf.tensor2d([[NaN, 0], [0, 0]]);
     const model = new MlpDenoiser({ hidden: 4, depth: 1 });
     const base = { model, schedule: s, data, steps: 1, batchSize: 4 };
-    expect(() => train({ ...base, batchSize: 21 })).to.throw(/batchSize must be an integer in \[1, 20\], got 21/);
-    expect(() => train({ ...base, data: empty })).to.throw(/data must hold at least one example, got shape \[0,2\]/);
-    expect(() => train({ ...base, data: nan, batchSize: 1 })).to.throw(/data must contain only finite numbers/);
-    expect(() => train({ ...base, steps: 0 })).to.throw(/steps must be an integer >= 1, got 0/);
-    expect(() => train({ ...base, lr: 0 })).to.throw(/lr must be a finite number in \(0, Infinity\), got 0/);
-    expect(() => train({ ...base, emaDecay: 1 })).to.throw(/emaDecay must be a finite number in \[0, 1\), got 1/);
-    expect(() => train({ ...base, loss: 'l1' as never })).to.throw(/loss must be one of simple, vlb, hybrid, got l1/);
-    expect(() => train({ ...base, schedule: {} as never })).to.throw(/schedule must be a Schedule/);
+    await expectRejects(() => train({ ...base, batchSize: 21 }), /batchSize must be an integer in \[1, 20\], got 21/);
+    await expectRejects(() => train({ ...base, data: empty }), /data must hold at least one example, got shape \[0,2\]/);
+    await expectRejects(() => train({ ...base, data: nan, batchSize: 1 }), /data must contain only finite numbers/);
+    await expectRejects(() => train({ ...base, steps: 0 }), /steps must be an integer >= 1, got 0/);
+    await expectRejects(() => train({ ...base, lr: 0 }), /lr must be a finite number in \(0, Infinity\), got 0/);
+    await expectRejects(() => train({ ...base, emaDecay: 1 }), /emaDecay must be a finite number in \[0, 1\), got 1/);
+    await expectRejects(() => train({ ...base, loss: 'l1' as never }), /loss must be one of simple, vlb, hybrid, got l1/);
+    await expectRejects(() => train({ ...base, schedule: {} as never }), /schedule must be a Schedule/);
     tf.dispose([data, empty, nan]);
     model.dispose();
   });

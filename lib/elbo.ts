@@ -41,6 +41,22 @@ export interface ElboTerms {
   bitsPerDim: number;
 }
 
+/** Reads per-example term tensors back in one asynchronous transfer, disposing them; float64 rows. */
+async function readTerms(terms: tf.Tensor1D[]): Promise<Float64Array[]> {
+  const batch = terms[0].shape[0];
+  const all = tf.stack(terms);
+  const values = await all.data();
+  tf.dispose([all, ...terms]);
+  return terms.map((_, k) => Float64Array.from(values.subarray(k * batch, (k + 1) * batch)));
+}
+
+/** The per-example sum of several rows of terms. */
+function sumTerms(rows: Float64Array[]): Float64Array {
+  const total = new Float64Array(rows[0].length);
+  for (const row of rows) for (let i = 0; i < row.length; i++) total[i] += row[i];
+  return total;
+}
+
 function checkElboOptions(opts: ElboOptions): void {
   if (opts.variance !== undefined) checkReverseVariance(opts.variance);
   if (opts.decoder !== undefined && opts.decoder !== 'discretized' && opts.decoder !== 'gaussian') {
@@ -104,14 +120,8 @@ export async function elboTerms(model: Denoiser, s: Schedule, x0: tf.Tensor, opt
     );
   }
   perT.push(priorTerm(s, x0));
-  const all = tf.stack(perT);
-  const values = await all.data();
-  all.dispose();
-  perT.forEach((x) => x.dispose());
-  const L: Float64Array[] = [];
-  for (let k = 0; k <= s.T; k++) L.push(Float64Array.from(values.subarray(k * batch, (k + 1) * batch)));
-  const total = new Float64Array(batch);
-  for (const term of L) for (let i = 0; i < batch; i++) total[i] += term[i];
+  const L = await readTerms(perT);
+  const total = sumTerms(L);
   for (let i = 0; i < batch; i++) {
     if (!Number.isFinite(total[i])) throw new Error(`elboTerms: example ${i} got a non-finite ELBO (${total[i]}); check the model's output`);
   }
@@ -157,7 +167,6 @@ export async function elboFirstForm(
     throw new Error(`estimator must be 'sampled' or 'analyticKL', got ${String(estimator)}`);
   }
   const seed = opts.seed ?? 0;
-  const batch = x0.shape[0];
   const axes = x0.shape.slice(1).map((_, i) => i + 1);
   // x[t] for t = 0..T: the trajectory, kept until every term that needs it is done.
   const x: tf.Tensor[] = [x0.clone()];
@@ -186,15 +195,7 @@ export async function elboFirstForm(
       }),
     );
   }
-  const all = tf.stack(terms);
-  const values = await all.data();
-  tf.dispose([all, ...terms, ...x]);
-  const row = (k: number) => Float64Array.from(values.subarray(k * batch, (k + 1) * batch));
-  const decoder = row(0);
-  const prior = row(1);
-  const consistency: Float64Array[] = [];
-  for (let t = 1; t <= s.T - 1; t++) consistency.push(row(t + 1));
-  const total = new Float64Array(batch);
-  for (const term of [decoder, prior, ...consistency]) for (let i = 0; i < batch; i++) total[i] += term[i];
-  return { decoder, prior, consistency, total };
+  tf.dispose(x);
+  const [decoder, prior, ...consistency] = await readTerms(terms);
+  return { decoder, prior, consistency, total: sumTerms([decoder, prior, ...consistency]) };
 }

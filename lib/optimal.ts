@@ -31,14 +31,14 @@ class GaussianTables {
   /** sqrt(abar_t) m, the mean of x_t. */
   readonly meanT: Float32Array;
   /** log det(abar_t S + (1 - abar_t) I). */
-  readonly logDet: Float64Array;
+  readonly logDet: Float32Array;
 
   constructor(s: Schedule, mean: number[], cov: number[][], label: string) {
     const D = mean.length;
     this.epsMatrix = new Float32Array((s.T + 1) * D * D);
     this.precision = new Float32Array((s.T + 1) * D * D);
     this.meanT = new Float32Array((s.T + 1) * D);
-    this.logDet = new Float64Array(s.T + 1);
+    this.logDet = new Float32Array(s.T + 1);
     for (let t = 1; t <= s.T; t++) {
       const sigma = marginalCov(s, cov, t);
       let P: number[][];
@@ -129,8 +129,7 @@ export class MixtureOptimalEps implements Denoiser {
         const diff = x.sub(GaussianTables.gather(c.meanT, t, [D])) as tf.Tensor2D;
         const Pd = rowTimesMatrix(diff, GaussianTables.gather(c.precision, t, [D, D]));
         const maha = diff.mul(Pd).sum(1);
-        const logDet =
-          typeof t === 'number' ? tf.scalar(c.logDet[t]) : tf.gather(tf.tensor1d(Float32Array.from(c.logDet)), t);
+        const logDet = GaussianTables.gather(c.logDet, t, []);
         logits.push(maha.add(logDet).mul(-0.5).add(Math.log(this.weights[k])));
         epsK.push(rowTimesMatrix(diff, GaussianTables.gather(c.epsMatrix, t, [D, D])));
       });

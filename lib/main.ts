@@ -190,13 +190,15 @@ function envInt(name: string, fallback: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const v = Number(raw);
-  checkInteger(name, v, 1);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be an integer >= 1, got ${JSON.stringify(raw)}`);
   return v;
 }
 
 if (require.main === module) {
-  runSwissRollDemo({ steps: envInt('DDPM_STEPS', DEFAULTS.steps), samples: envInt('DDPM_SAMPLES', DEFAULTS.samples) }).catch((e) => {
-    console.error(e instanceof Error ? e.message : e);
-    process.exit(1);
-  });
+  (async () => runSwissRollDemo({ steps: envInt('DDPM_STEPS', DEFAULTS.steps), samples: envInt('DDPM_SAMPLES', DEFAULTS.samples) }))().catch(
+    (e) => {
+      console.error(`npm start failed: ${e instanceof Error ? e.message : String(e)}`);
+      process.exit(1);
+    },
+  );
 }

@@ -19,6 +19,9 @@ export interface ReportSection {
   figure?: Figure;
 }
 
+/** JSON that is safe inside an inline <script>: '<' written as \u003c cannot close the tag. */
+const scriptJson = (value: unknown) => JSON.stringify(value).replace(/</g, '\\u003c');
+
 const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string);
 
 /** The minified plotly.js bundle's source, read from node_modules. */
@@ -30,9 +33,9 @@ export function plotlySource(): string {
 export function renderReport(title: string, sections: ReportSection[]): string {
   const blocks = sections.map((s, i) => {
     const fig = s.figure
-      ? `<div id="fig${i}" class="figure"></div>\n<script>Plotly.newPlot('fig${i}', ${JSON.stringify(s.figure.data)}, ${JSON.stringify(
+      ? `<div id="fig${i}" class="figure"></div>\n<script>Plotly.newPlot('fig${i}', ${scriptJson(s.figure.data)}, ${scriptJson(
           s.figure.layout ?? {},
-        )}, ${JSON.stringify({ responsive: true, ...(s.figure.config ?? {}) })});</script>`
+        )}, ${scriptJson({ responsive: true, ...(s.figure.config ?? {}) })});</script>`
       : '';
     return `<section>\n<h2>${escapeHtml(s.heading)}</h2>\n${s.html ?? ''}\n${fig}\n</section>`;
   });

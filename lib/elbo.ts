@@ -57,7 +57,10 @@ function sumTerms(rows: Float64Array[]): Float64Array {
   return total;
 }
 
-function checkElboOptions(opts: ElboOptions): void {
+/** Checks the data (values read asynchronously, so on every backend) and the options of both ELBO forms. */
+async function checkElboInput(x0: tf.Tensor, opts: ElboOptions): Promise<void> {
+  checkRank('x0', x0, 1);
+  await checkFiniteTensorAsync('x0', x0);
   if (opts.variance !== undefined) checkReverseVariance(opts.variance);
   if (opts.decoder !== undefined && opts.decoder !== 'discretized' && opts.decoder !== 'gaussian') {
     throw new Error(`decoder must be 'discretized' or 'gaussian', got ${String(opts.decoder)}`);
@@ -104,9 +107,7 @@ export function priorTerm(s: Schedule, x0: tf.Tensor): tf.Tensor1D {
  * per timestep: T model evaluations in all, with a single (asynchronous) read back at the end.
  */
 export async function elboTerms(model: Denoiser, s: Schedule, x0: tf.Tensor, opts: ElboOptions = {}): Promise<ElboTerms> {
-  checkRank('x0', x0, 1);
-  await checkFiniteTensorAsync('x0', x0);
-  checkElboOptions(opts);
+  await checkElboInput(x0, opts);
   const seed = opts.seed ?? 0;
   const batch = x0.shape[0];
   const D = x0.size / batch;
@@ -159,9 +160,7 @@ export async function elboFirstForm(
   x0: tf.Tensor,
   opts: ElboOptions & { estimator?: FirstFormEstimator } = {},
 ): Promise<ElboFirstForm> {
-  checkRank('x0', x0, 1);
-  await checkFiniteTensorAsync('x0', x0);
-  checkElboOptions(opts);
+  await checkElboInput(x0, opts);
   const estimator = opts.estimator ?? 'sampled';
   if (estimator !== 'sampled' && estimator !== 'analyticKL') {
     throw new Error(`estimator must be 'sampled' or 'analyticKL', got ${String(estimator)}`);

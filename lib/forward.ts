@@ -13,9 +13,11 @@ export function checkBatch(s: Schedule, name: string, x: tf.Tensor, t: Timestep,
   checkTimestep(s, t, x.shape[0], lo);
 }
 
-function checkEps(x: tf.Tensor, eps: tf.Tensor, name = 'x'): void {
-  checkSameShape(name, x, 'eps', eps);
-  checkFiniteTensor('eps', eps);
+/** checkBatch for `a`, plus a second tensor `b` of the same shape with finite values. */
+export function checkPair(s: Schedule, nameA: string, a: tf.Tensor, t: Timestep, nameB: string, b: tf.Tensor): void {
+  checkBatch(s, nameA, a, t);
+  checkSameShape(nameA, a, nameB, b);
+  checkFiniteTensor(nameB, b);
 }
 
 /** x_t = sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) eps, without checks (the loops' inner step). */
@@ -32,8 +34,7 @@ export function qStepUnchecked(s: Schedule, xPrev: tf.Tensor, t: Timestep, eps: 
  * x_t = sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) eps.
  */
 export function qStep(s: Schedule, xPrev: tf.Tensor, t: Timestep, eps: tf.Tensor): tf.Tensor {
-  checkBatch(s, 'xPrev', xPrev, t);
-  checkEps(xPrev, eps, 'xPrev');
+  checkPair(s, 'xPrev', xPrev, t, 'eps', eps);
   return qStepUnchecked(s, xPrev, t, eps);
 }
 
@@ -49,8 +50,7 @@ export function qSampleUnchecked(s: Schedule, x0: tf.Tensor, t: Timestep, eps: t
  * x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps.
  */
 export function qSample(s: Schedule, x0: tf.Tensor, t: Timestep, eps: tf.Tensor): tf.Tensor {
-  checkBatch(s, 'x0', x0, t);
-  checkEps(x0, eps, 'x0');
+  checkPair(s, 'x0', x0, t, 'eps', eps);
   return qSampleUnchecked(s, x0, t, eps);
 }
 

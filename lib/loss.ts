@@ -6,11 +6,11 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Denoiser } from './denoiser';
 import { ElboOptions, elboTermAt } from './elbo';
-import { checkBatch, qSampleUnchecked } from './forward';
+import { checkBatch, checkPair, qSampleUnchecked } from './forward';
 import { Rng, deriveSeed } from './random';
 import { ReverseVariance, checkReverseVariance } from './reverse';
 import { Schedule, Timestep } from './schedule';
-import { checkFiniteTensor, checkNumber, checkSameShape, sumTensors } from './validate';
+import { checkNumber, sumTensors } from './validate';
 
 /** Which objective training minimises. */
 export type LossType = 'simple' | 'vlb' | 'hybrid';
@@ -57,11 +57,8 @@ function draws(s: Schedule, x0: tf.Tensor, d: LossDraws): { t: Timestep; tValues
 }
 
 function checkLossArgs(s: Schedule, x0: tf.Tensor, d: LossDraws): void {
-  checkBatch(s, 'x0', x0, d.t ?? 1);
-  if (d.eps !== undefined) {
-    checkSameShape('x0', x0, 'eps', d.eps);
-    checkFiniteTensor('eps', d.eps);
-  }
+  if (d.eps === undefined) checkBatch(s, 'x0', x0, d.t ?? 1);
+  else checkPair(s, 'x0', x0, d.t ?? 1, 'eps', d.eps);
 }
 
 /** The simple loss without checks: mean over batch and dimensions of (eps_theta(x_t, t) - eps)^2. */

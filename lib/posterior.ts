@@ -4,21 +4,14 @@
  * prediction". Notebooks: 03_posterior, 04_noise_prediction.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkBatch } from './forward';
+import { checkPair } from './forward';
 import { Schedule, Timestep, extract } from './schedule';
-import { checkFiniteTensor, checkSameShape } from './validate';
 
 /** A diagonal Gaussian: mean, and variance / log-variance that broadcast against it. */
 export interface Gaussian {
   mean: tf.Tensor;
   variance: tf.Tensor;
   logVariance: tf.Tensor;
-}
-
-function checkPair(s: Schedule, nameA: string, a: tf.Tensor, t: Timestep, nameB: string, b: tf.Tensor): void {
-  checkBatch(s, nameA, a, t);
-  checkSameShape(nameA, a, nameB, b);
-  checkFiniteTensor(nameB, b);
 }
 
 /** mu_q(x_t, x_0) = coefX0_t x0 + coefXt_t x_t, without checks. */
@@ -56,12 +49,17 @@ export function predictX0FromEps(s: Schedule, xt: tf.Tensor, t: Timestep, eps: t
   return predictX0FromEpsUnchecked(s, xt, t, eps);
 }
 
-/** The noise implied by a data estimate: eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t). */
-export function predictEpsFromX0(s: Schedule, xt: tf.Tensor, t: Timestep, x0: tf.Tensor): tf.Tensor {
-  checkPair(s, 'xt', xt, t, 'x0', x0);
+/** eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t), without checks. */
+export function predictEpsFromX0Unchecked(s: Schedule, xt: tf.Tensor, t: Timestep, x0: tf.Tensor): tf.Tensor {
   return tf.tidy(() =>
     xt.sub(extract(s.sqrtAlphaBars, t, xt.rank).mul(x0)).div(extract(s.sqrtOneMinusAlphaBars, t, xt.rank)),
   );
+}
+
+/** The noise implied by a data estimate: eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t). */
+export function predictEpsFromX0(s: Schedule, xt: tf.Tensor, t: Timestep, x0: tf.Tensor): tf.Tensor {
+  checkPair(s, 'xt', xt, t, 'x0', x0);
+  return predictEpsFromX0Unchecked(s, xt, t, x0);
 }
 
 /** mu_theta = (1 / sqrt(alpha_t)) (x_t - (1 - alpha_t) / sqrt(1 - abar_t) eps), without checks. */

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Denoiser } from './denoiser';
 import { deriveSeed } from './random';
 import { ReverseOptions, checkReverseVariance, pMeanVarianceUnchecked } from './reverse';
-import { predictX0FromEpsUnchecked } from './posterior';
+import { predictEpsFromX0Unchecked, predictX0FromEpsUnchecked } from './posterior';
 import { Schedule } from './schedule';
 import { checkFiniteTensorAsync, checkInteger, checkNumber } from './validate';
 
@@ -169,7 +169,7 @@ export async function sampleDDIM(model: Denoiser, s: Schedule, shape: number[], 
       if (opts.clipX0) {
         x0 = tf.clipByValue(x0, -1, 1);
         // eps consistent with the clipped x0 keeps x_{t'} on the DDIM path (as improved-diffusion does)
-        epsUsed = x.sub(x0.mul(s.sqrtAlphaBars[t])).div(s.sqrtOneMinusAlphaBars[t]);
+        epsUsed = predictEpsFromX0Unchecked(s, x, t, x0);
       }
       let out = x0.mul(Math.sqrt(abarPrev)).add(epsUsed.mul(Math.sqrt(Math.max(oneMinusAbarPrev - sigma2, 0))));
       if (sigma2 > 0) out = out.add(tf.randomNormal(shape, 0, 1, 'float32', noiseSeed(seed, t)).mul(Math.sqrt(sigma2)));

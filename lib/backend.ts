@@ -9,6 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { pathToFileURL } from 'url';
+import { registerWasmKernels } from './kernels';
 
 /** The backends useBestBackend tries, fastest first; 'cpu' (plain JavaScript) always works. */
 export const BACKEND_ORDER = ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
@@ -283,6 +284,8 @@ async function loadDawn(): Promise<DawnModule> {
 /** WebAssembly (XNNPACK). Its .wasm files load from the package folder; no setWasmPaths is needed in Node. */
 async function useWasm(): Promise<void> {
   require('@tensorflow/tfjs-backend-wasm');
+  // The package registers its kernels when first required: wrap them and add the missing ones now.
+  registerWasmKernels();
   await switchTo('wasm');
 }
 

@@ -38,5 +38,6 @@ export * from './mnist';
 export * from './metrics';
 export * from './linalg';
 export * from './models';
+export { registerWasmKernels } from './kernels';
 export { Progress, formatDuration } from './progress';
 export { Figure, ReportSection, renderReport, writeFileAtomic } from './report';

@@ -172,6 +172,7 @@ function conv2dBackpropFilter({ inputs, backend, attrs }: KernelArgs): Info {
   });
 }
 
+
 /** dx of a 2-D convolution, as a stride-1 convolution of the zero-upsampled dy with the flipped filter. */
 function conv2dBackpropInput({ inputs, backend, attrs }: KernelArgs): Info {
   const { dy, filter } = inputs;

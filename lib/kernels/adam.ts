@@ -127,18 +127,14 @@ const cpuKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   });
 };
 
-let registered = false;
-
 /** Registers the Adam-step kernel for 'wasm' and 'cpu' (idempotent; neither backend package is loaded). */
 export function registerAdamKernels(): void {
-  if (registered) return;
   for (const [backendName, kernelFunc] of [
     ['wasm', wasmKernel],
     ['cpu', cpuKernel],
   ] as const) {
     if (!tf.getKernel(ADAM_UPDATE, backendName)) tf.registerKernel({ kernelName: ADAM_UPDATE, backendName, kernelFunc });
   }
-  registered = true;
 }
 
 /** True when the current backend has the one-kernel Adam step. */

@@ -123,6 +123,25 @@ describe('wasm kernels (lib/kernels/wasm.ts) against the cpu backend', function 
     });
   }
 
+  it('fused matMul with transposes, bias and relu matches cpu', async () => {
+    const product = () =>
+      tf.tidy(() =>
+        tf.fused
+          .matMul({
+            a: tf.tensor2d(values(40 * 24, 6), [40, 24]),
+            b: tf.tensor2d(values(16 * 40, 7), [16, 40]),
+            transposeA: true,
+            transposeB: true,
+            bias: tf.tensor1d(values(16, 8)),
+            activation: 'relu',
+          })
+          .dataSync(),
+      );
+    const cpu = await on('cpu', product);
+    const wasm = await on('wasm', product);
+    expectClose(wasm, cpu, 1e-5 * Math.max(...Array.from(cpu, Math.abs)), 0, 'fused product');
+  });
+
   /** Loss, gradients and the weights after one Adam step (lr 1e-3) of a model given by its variables and loss. */
   function adamStep(vars: tf.Variable[], loss: () => tf.Scalar): { loss: number; grads: Float32Array[]; after: Float32Array[] } {
     const optimizer = tf.train.adam(1e-3);

@@ -123,6 +123,23 @@ describe('wasm kernels (lib/kernels/wasm.ts) against the cpu backend', function 
     });
   }
 
+  it('Identity and same-dtype Cast share the input buffer (no copy), which outlives either tensor alone', async () => {
+    await useBestBackend({ prefer: 'wasm' });
+    const buffers = backendBuffers();
+    const x = tf.tensor2d(values(6, 9), [2, 3]);
+    const copy = tf.clone(x);
+    const same = tf.cast(x, 'float32');
+    const floats = tf.tensor1d([1.7, -2.2, 3]);
+    const asInt = tf.cast(floats, 'int32');
+    expect(backendBuffers(), 'clone and same-dtype cast add no buffer (x, and the int cast its input and output)').to.equal(buffers + 3);
+    x.dispose();
+    expectClose(copy.dataSync(), values(6, 9), 0, 0, 'clone after its source is disposed');
+    expectClose(same.dataSync(), values(6, 9), 0, 0, 'cast after its source is disposed');
+    expect(Array.from(asInt.dataSync())).to.deep.equal([1, -2, 3]);
+    tf.dispose([copy, same, floats, asInt]);
+    expect(backendBuffers(), 'buffers left behind').to.equal(buffers);
+  });
+
   it('fused matMul with transposes, bias and relu matches cpu', async () => {
     const product = () =>
       tf.tidy(() =>

@@ -11,6 +11,7 @@
  * - Conv2DBackpropInput (4.22's is a naive scalar loop, ~1 GFLOP/s): the input gradient is a
  *   stride-1 convolution of dy, zero-upsampled by the stride, with the spatially flipped filter
  *   whose in/out channels are swapped.
+ * - Identity and same-dtype Cast (4.22 copies the buffer): the output shares the input's buffer.
  * - BatchMatMul / _FusedMatMul with transposeA or transposeB (4.22 sends every transposed or
  *   batched product to a naive scalar loop, 20x slower than XNNPACK): the operand is transposed
  *   explicitly, and a batched product with a broadcast or per-example operand is split into one
@@ -277,6 +278,21 @@ function wrapMatMul(kernelName: string, original: tf.KernelConfig): tf.KernelFun
   };
 }
 
+/**
+ * Identity, and Cast to the same dtype: 4.22 copies the whole buffer each time (gradients pass
+ * through many); here the output shares the input's buffer, reference-counted like Reshape's
+ * (wasm kernels never write into their inputs).
+ */
+function shareBuffer(original: tf.KernelConfig, applies: (x: Info, attrs: Record<string, unknown>) => boolean): tf.KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args as unknown as KernelArgs & { backend: { incRef(dataId: object): void } };
+    const x = inputs.x;
+    if (x.dtype === 'string' || !applies(x, attrs ?? {})) return original.kernelFunc(args);
+    backend.incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape.slice(), dtype: x.dtype };
+  };
+}
+
 /** Registers an output made outside Scratch.run with the scratch list, so it is disposed unless returned. */
 function keepIn(s: Scratch, t: Info): Info {
   (s as unknown as { made: Info[] }).made.push(t);
@@ -301,6 +317,8 @@ export function registerWasmKernels(opts: { wrap?: boolean } = {}): void {
     Conv2DBackpropInput: () => conv2dBackpropInput as unknown as tf.KernelFunc,
     BatchMatMul: (o) => wrapMatMul('BatchMatMul', o),
     _FusedMatMul: (o) => wrapMatMul('_FusedMatMul', o),
+    Identity: (o) => shareBuffer(o, () => true),
+    Cast: (o) => shareBuffer(o, (x, attrs) => attrs.dtype === x.dtype),
   };
   for (const [name, wrap] of Object.entries(wrappers)) {
     if (originals.has(name)) continue;

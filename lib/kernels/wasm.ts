@@ -54,6 +54,12 @@ class Scratch {
     return out;
   }
 
+  /** Adds an output made outside run() (a direct kernelFunc call) to the list. */
+  track(t: Info): Info {
+    this.made.push(t);
+    return t;
+  }
+
   transpose(x: Info, perm: number[]): Info {
     return this.run('Transpose', { x }, { perm });
   }
@@ -173,7 +179,6 @@ function conv2dBackpropFilter({ inputs, backend, attrs }: KernelArgs): Info {
   });
 }
 
-
 /** dx of a 2-D convolution, as a stride-1 convolution of the zero-upsampled dy with the flipped filter. */
 function conv2dBackpropInput({ inputs, backend, attrs }: KernelArgs): Info {
   const { dy, filter } = inputs;
@@ -238,42 +243,39 @@ function wrapMatMul(kernelName: string, original: tf.KernelConfig): tf.KernelFun
     if (plain || a.dtype !== 'float32' || b.dtype !== 'float32' || m * k * n < TRANSPOSE_MIN_WORK || (fused && (batchA > 1 || batchB > 1))) {
       return original.kernelFunc(args);
     }
-    const call = (s: Scratch, x: Info, y: Info): Info => {
-      const cfg = { inputs: { ...inputs, a: x, b: y }, backend, attrs: { ...attrs, transposeA: false, transposeB: false } };
-      const out = original.kernelFunc(cfg as never) as Info;
-      return out;
-    };
+    const call = (s: Scratch, x: Info, y: Info): Info =>
+      s.track(original.kernelFunc({ inputs: { ...inputs, a: x, b: y }, backend, attrs: { ...attrs, transposeA: false, transposeB: false } } as never) as Info);
     return withScratch(backend, (s) => {
       const swapLast = (rank: number) => [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
       const a3 = s.reshape(transposeA ? s.transpose(a, swapLast(rankA)) : a, [batchA, m, k]);
       const b3 = s.reshape(transposeB ? s.transpose(b, swapLast(rankB)) : b, [batchB, k, n]);
       const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2)).concat([m, n]);
       if (batchA === 1 && batchB === 1) {
-        return s.reshape(keepIn(s, call(s, a3, b3)), outShape);
+        return s.reshape(call(s, a3, b3), outShape);
       }
       if (batchA === 1 || batchB === 1 || batchA === batchB) {
         const batch = Math.max(batchA, batchB);
         if (batchA === 1) {
           // One shared left operand: fold the batch of b into its columns, one product [m, k] x [k, batch n].
           const bWide = s.reshape(s.transpose(b3, [1, 0, 2]), [1, k, batch * n]);
-          const prod = keepIn(s, call(s, a3, bWide)); // [1, m, batch n]
+          const prod = call(s, a3, bWide); // [1, m, batch n]
           return s.reshape(s.transpose(s.reshape(prod, [m, batch, n]), [1, 0, 2]), outShape);
         }
         if (batchB === 1) {
           // One shared right operand: stack the batch of a as rows, one product [batch m, k] x [k, n].
-          return s.reshape(keepIn(s, call(s, s.reshape(a3, [1, batchA * m, k]), b3)), outShape);
+          return s.reshape(call(s, s.reshape(a3, [1, batchA * m, k]), b3), outShape);
         }
         // One XNNPACK product per batch entry.
         const parts: Info[] = [];
         for (let i = 0; i < batch; i++) {
           const ai = s.slice(a3, [i, 0, 0], [1, m, k]);
           const bi = s.slice(b3, [i, 0, 0], [1, k, n]);
-          parts.push(keepIn(s, call(s, ai, bi)));
+          parts.push(call(s, ai, bi));
         }
         return s.reshape(s.run('Concat', parts as never, { axis: 0 }), outShape);
       }
       // Broadcasting batch dimensions of different shapes: leave it to the original.
-      return keepIn(s, original.kernelFunc({ inputs: { ...inputs, a: s.reshape(a3, [...a.shape.slice(0, -2), m, k]), b: s.reshape(b3, [...b.shape.slice(0, -2), k, n]) }, backend, attrs: { ...attrs, transposeA: false, transposeB: false } } as never) as Info);
+      return s.track(original.kernelFunc({ inputs: { ...inputs, a: s.reshape(a3, [...a.shape.slice(0, -2), m, k]), b: s.reshape(b3, [...b.shape.slice(0, -2), k, n]) }, backend, attrs: { ...attrs, transposeA: false, transposeB: false } } as never) as Info);
     });
   };
 }
@@ -291,12 +293,6 @@ function shareBuffer(original: tf.KernelConfig, applies: (x: Info, attrs: Record
     backend.incRef(x.dataId);
     return { dataId: x.dataId, shape: x.shape.slice(), dtype: x.dtype };
   };
-}
-
-/** Registers an output made outside Scratch.run with the scratch list, so it is disposed unless returned. */
-function keepIn(s: Scratch, t: Info): Info {
-  (s as unknown as { made: Info[] }).made.push(t);
-  return t;
 }
 
 let filterRegistered = false;

@@ -36,11 +36,21 @@ export interface NotebookRun {
   checks: CheckResult[];
 }
 
-/** One line naming the notebook, the cell number and the cell's first line, then what it printed. */
-export function describeFailure(run: NotebookRun): string {
+/** The line of a failure's stderr that says what went wrong: the first "...Error: ..." line or TypeScript diagnostic, else the first line. */
+export function errorLine(message: string): string {
+  const lines = message.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines.find((l) => /^([A-Z]\w*)?(Error|Exception|Rejection)\b.*:/.test(l) || /^\d+:\d+ - /.test(l)) ?? lines[0] ?? '';
+}
+
+/**
+ * One line naming the notebook, the cell number and the cell's first line, then what went wrong:
+ * the whole stderr, or (short) its error line only.
+ */
+export function describeFailure(run: NotebookRun, short = false): string {
   const f = run.failure;
   if (!f) return `${run.notebook}: ok`;
-  const detail = f.message.trim() ? `\n${f.message.trim()}` : '';
+  const text = short ? errorLine(f.message) : f.message.trim();
+  const detail = text ? `\n${text}` : '';
   return `${run.notebook}: cell ${f.cell} (code cell ${f.codeCell}) failed [${run.runner}, ${f.status}]: ${f.firstLine}${detail}`;
 }
 

@@ -64,7 +64,7 @@ export function summaryText(built: BuiltNotebook[]): string {
   }
   const bad = built.filter((b) => !b.run.ok);
   lines.push('', `${built.length} notebooks, ${passed} checks passed, ${failed} failed; ${bad.length} notebook(s) failed`);
-  for (const b of bad) lines.push(`  ${describeFailure(b.run).split('\n').slice(0, 6).join('\n    ')}`);
+  for (const b of bad) lines.push(`  ${describeFailure(b.run, true).replace('\n', '\n    ')}`);
   for (const b of built) for (const e of b.mathErrors) lines.push(`  ${b.name}: KaTeX could not typeset ${JSON.stringify(e.tex)}: ${e.message}`);
   return lines.join('\n') + '\n';
 }

@@ -13,7 +13,7 @@ import { NotebookRun, describeFailure, errorLine } from '../lib/notebook/types';
 import { planLab } from '../lib/notebook/lab';
 import { parseArgs } from '../lib/notebook/cli';
 import { spawnSync } from 'child_process';
-import { BUILD_TIMEOUT_MS, FAILING_CELL, FAILING_FIXTURE, FIXTURES, kernelWorkbookRuns, quickWorkbook, tempDir } from './fixtures/quick-workbook';
+import { BUILD_TIMEOUT_MS, FAILING_CELL, FAILING_FIXTURE, FIXTURES, kernelWorkbookRuns, quickWorkbook, tempDir, wantKernelPass } from './fixtures/quick-workbook';
 
 const root = projectRoot();
 const notebooks = workbookNotebooks(root);
@@ -48,6 +48,7 @@ function expectFailingFixture(run: NotebookRun): void {
 
 describe('the workbook notebooks', function () {
   this.timeout(BUILD_TIMEOUT_MS);
+  wantKernelPass();
 
   it(`committed notebooks (${notebooks.length} in notebooks/, plus the fixtures) carry no outputs and null execution counts`, () => {
     const fixtures = fs.readdirSync(FIXTURES).filter((f) => f.endsWith('.ipynb')).map((f) => path.join(FIXTURES, f));

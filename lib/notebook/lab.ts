@@ -27,7 +27,9 @@ const imports = (python: string, module: string) => spawnSync(python, ['-c', `im
 export function planLab(extra: string[] = [], python: string = pythonPath(), root: string = projectRoot()): LabPlan {
   const data = ensureKernelSpec(root, python);
   const env = { JUPYTER_PATH: [data, process.env.JUPYTER_PATH].filter(Boolean).join(path.delimiter) };
-  const common = [`--notebook-dir=${root}`, ...extra];
+  // Jupyter refuses to run as root without --allow-root (containers, CI): say it, and pass it.
+  const root0 = typeof process.getuid === 'function' && process.getuid() === 0 && !extra.includes('--allow-root');
+  const common = [`--notebook-dir=${root}`, ...(root0 ? ['--allow-root'] : []), ...extra];
   if (imports(python, 'jupyterlab')) {
     return {
       frontEnd: 'JupyterLab',

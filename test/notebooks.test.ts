@@ -9,7 +9,7 @@ import { runInProcess } from '../lib/notebook/inprocess';
 import { JUPYTER_INSTALL_HINT, jupyterMissing, runWithKernel } from '../lib/notebook/kernel';
 import { Notebook, committedProblems, joinSource, readNotebook } from '../lib/notebook/nbformat';
 import { ensureBuilt, projectRoot, workbookNotebooks } from '../lib/notebook/project';
-import { NotebookRun, describeFailure, errorLine } from '../lib/notebook/types';
+import { NotebookRun, describeFailure, errorLine, lateCheckFailure } from '../lib/notebook/types';
 import { planLab } from '../lib/notebook/lab';
 import { parseArgs } from '../lib/notebook/cli';
 import { spawnSync } from 'child_process';
@@ -117,6 +117,17 @@ describe('the workbook notebooks', function () {
       expectFailingFixture(await runWithKernel(FAILING_FIXTURE, { mode: 'quick', executed: path.join(tempDir('ddpm-fail-'), 'failing.ipynb') }));
     });
 
+    it('fails on an async check nobody awaited (its output is lost between requests; the kernel\'s check registry is not)', async () => {
+      const run = await runWithKernel(path.join(FIXTURES, 'async-unawaited.ipynb'), { mode: 'quick', executed: path.join(tempDir('ddpm-async-'), 'a.ipynb') });
+      expect(run.ok).to.equal(false);
+      expect(run.failure).to.include({ cell: 3, codeCell: 2, status: 'async-error' });
+      expect(run.failure?.message).to.include('async false claim, not awaited').and.include('expected 1 to equal 2');
+      expect(run.checks.map((c) => [c.description, c.ok])).to.deep.equal([
+        ['two plus two is four', true],
+        ['async false claim, not awaited', false],
+      ]);
+    });
+
     for (const file of notebooks) {
       it(`${name(file)} runs green in quick mode`, async () => {
         const run = (await kernelWorkbookRuns()).get(file)!;
@@ -127,6 +138,16 @@ describe('the workbook notebooks', function () {
   });
 
   describe('the commands around the runners', () => {
+    it('lateCheckFailure blames the cell holding a failed check\'s description, else the last code cell', () => {
+      const nb = readNotebook(FAILING_FIXTURE);
+      const ok = { description: 'two plus two is four', ok: true, seconds: 0 };
+      expect(lateCheckFailure(nb, [ok])).to.equal(undefined);
+      const bad = { description: 'one plus one is three (false on purpose: the runners must stop here)', ok: false, seconds: 0, error: 'expected 2 to equal 3' };
+      expect(lateCheckFailure(nb, [ok, bad])).to.include({ ...FAILING_CELL, status: 'async-error' });
+      const elsewhere = { description: 'built at run time', ok: false, seconds: 0, error: 'x' };
+      expect(lateCheckFailure(nb, [elsewhere])).to.include({ cell: 4, codeCell: 3 });
+    });
+
     it('errorLine picks what went wrong out of tslab\'s stderr', () => {
       expect(errorLine('/x/check.js:39\n    throw new Error(...)\n    ^\n\nError: a: expected 2 to equal 3\n    at fail')).to.equal('Error: a: expected 2 to equal 3');
       expect(errorLine('3:7 - Cannot find name \'x\'.\n')).to.equal("3:7 - Cannot find name 'x'.");

@@ -1,5 +1,6 @@
 /** What a runner reports about one notebook, whichever way it ran it. */
 import type { CheckResult } from '../check';
+import { Notebook, firstLine, joinSource } from './nbformat';
 
 /** Which runner executed the notebook. */
 export type RunnerName = 'in-process' | 'nbclient';
@@ -62,4 +63,25 @@ export function checksFromText(text: string): CheckResult[] {
     if (m) out.push({ description: m[2], ok: m[1] === '✓', seconds: NaN });
   }
   return out;
+}
+
+/**
+ * A failed check that no cell reported: an async check nobody awaited settles after its cell has
+ * finished (in a real kernel its output goes to a request nbclient no longer listens to). The
+ * registry still has it: blame the code cell whose source holds the check's description (else the
+ * last code cell).
+ */
+export function lateCheckFailure(nb: Notebook, checks: CheckResult[]): CellFailure | undefined {
+  const bad = checks.find((c) => !c.ok);
+  if (!bad) return undefined;
+  const code = nb.cells.map((c, i) => ({ c, i })).filter(({ c }) => c.cell_type === 'code');
+  const hit = code.find(({ c }) => joinSource(c.source).includes(bad.description)) ?? code[code.length - 1];
+  if (!hit) return undefined;
+  return {
+    cell: hit.i + 1,
+    codeCell: code.indexOf(hit) + 1,
+    firstLine: firstLine(hit.c),
+    status: 'async-error',
+    message: `check "${bad.description}" failed after its cell had finished (an async check nobody awaited? write \`await check(...)\`): ${bad.error ?? ''}`,
+  };
 }

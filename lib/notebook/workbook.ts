@@ -4,6 +4,7 @@
  * KaTeX's CSS and fonts: the pages open offline, from file://), index.html, summary.json; prints
  * progress per notebook and, at the end, every check.
  */
+import * as fs from 'fs';
 import * as path from 'path';
 import { CheckResult } from '../check';
 import { formatDuration } from '../progress';
@@ -80,6 +81,10 @@ export async function buildWorkbook(options: BuildOptions): Promise<BuildResult>
   const log = options.log === undefined ? process.stdout : options.log;
   const say = (s: string) => log?.write(`${s}\n`);
   writeVendor(outDir);
+  // pictures the markdown links as figures/... beside the notebooks keep working beside the pages
+  for (const dir of new Set(notebooks.map((f) => path.join(path.dirname(path.resolve(f)), 'figures')))) {
+    if (fs.existsSync(dir) && fs.statSync(dir).isDirectory()) fs.cpSync(dir, path.join(outDir, 'figures'), { recursive: true });
+  }
   say(`Executing ${notebooks.length} notebook(s) in ${options.mode} mode (${runner} runner) into ${outDir}`);
   const built: BuiltNotebook[] = [];
   const names = notebooks.map((f) => path.basename(f, '.ipynb'));

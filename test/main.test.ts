@@ -2,6 +2,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import { mainSettings } from '../lib/main';
+import { defaultTimeout } from '../lib/notebook/inprocess';
 import { readNotebook } from '../lib/notebook/nbformat';
 import { workbookNotebooks } from '../lib/notebook/project';
 import { summaryText } from '../lib/notebook/workbook';
@@ -19,6 +20,13 @@ describe('the main job (npm start: the whole workbook, executed, into out/)', fu
     });
     expect(() => mainSettings({ DDPM_WORKBOOK_MODE: 'fast' })).to.throw('DDPM_WORKBOOK_MODE must be one of quick, full, got "fast"');
     expect(() => mainSettings({ DDPM_WORKBOOK_RUNNER: 'papermill' })).to.throw(/DDPM_WORKBOOK_RUNNER must be one of in-process, nbclient, got "papermill"/);
+  });
+
+  it('gives each notebook 15 minutes in quick mode, 6 hours in full mode, or DDPM_NOTEBOOK_TIMEOUT seconds', () => {
+    expect(defaultTimeout('quick', {})).to.equal(900);
+    expect(defaultTimeout('full', {})).to.equal(21600);
+    expect(defaultTimeout('full', { DDPM_NOTEBOOK_TIMEOUT: '60' })).to.equal(60);
+    expect(() => defaultTimeout('quick', { DDPM_NOTEBOOK_TIMEOUT: 'soon' })).to.throw('DDPM_NOTEBOOK_TIMEOUT must be a number of seconds > 0, got "soon"');
   });
 
   it('writes each executed notebook, its HTML page, vendor/ for offline viewing, an index linking them, and summary.json', async () => {

@@ -14,7 +14,7 @@ export interface RunOptions {
   mode: WorkbookMode;
   /** Where the executed notebook goes. */
   executed: string;
-  /** Kill the run after this many seconds (default 1800). */
+  /** Give up on the notebook after this many seconds (default: defaultTimeout(mode)). */
   timeoutSeconds?: number;
   /** Copy the notebook's stdout/stderr to ours as it runs. */
   echo?: boolean;
@@ -23,6 +23,20 @@ export interface RunOptions {
 }
 
 const MODES: readonly WorkbookMode[] = ['quick', 'full'];
+
+/**
+ * Per-notebook time limit: DDPM_NOTEBOOK_TIMEOUT (seconds) if set, else 15 minutes in quick mode (a
+ * hung notebook fails the tests instead of hanging them) and 6 hours in full mode (07 trains MNIST).
+ */
+export function defaultTimeout(mode: WorkbookMode, env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.DDPM_NOTEBOOK_TIMEOUT;
+  if (raw !== undefined && raw !== '') {
+    const v = Number(raw);
+    if (!Number.isFinite(v) || v <= 0) throw new Error(`DDPM_NOTEBOOK_TIMEOUT must be a number of seconds > 0, got ${JSON.stringify(raw)}`);
+    return v;
+  }
+  return mode === 'quick' ? 15 * 60 : 6 * 3600;
+}
 
 export function checkMode(mode: unknown, name = 'mode'): asserts mode is WorkbookMode {
   if (!MODES.includes(mode as WorkbookMode)) throw new Error(`${name} must be one of ${MODES.join(', ')}, got ${JSON.stringify(mode)}`);
@@ -45,7 +59,7 @@ export async function runInProcess(notebook: string, options: RunOptions): Promi
   const ext = path.extname(__filename);
   const child = path.join(__dirname, `child${ext}`);
   const execArgv = ext === '.ts' ? ['--require', require.resolve('tsx/cjs', { paths: [projectRoot()] })] : [];
-  const timeoutSeconds = options.timeoutSeconds ?? 1800;
+  const timeoutSeconds = options.timeoutSeconds ?? defaultTimeout(options.mode);
   let stderr = '';
   try {
     const { code, signal, timedOut } = await new Promise<{ code: number | null; signal: string | null; timedOut: boolean }>((resolve, reject) => {

@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { checkMode, notebookEnv, RunOptions } from './inprocess';
+import { checkMode, defaultTimeout, notebookEnv, RunOptions } from './inprocess';
 import { projectRoot } from './project';
 import { CheckResult } from '../check';
 import { readNotebook } from './nbformat';
@@ -74,13 +74,13 @@ export async function runWithKernel(notebook: string, options: RunOptions): Prom
   const started = Date.now();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-nbclient-'));
   const result = path.join(tmp, 'result.json');
-  const timeoutSeconds = options.timeoutSeconds ?? 1800;
+  const timeoutSeconds = options.timeoutSeconds ?? defaultTimeout(options.mode);
   const script = path.join(root, 'scripts', 'run_nbclient.py');
   let stderr = '';
   try {
     const env = kernelEnv(options, root);
     const { code, timedOut } = await new Promise<{ code: number | null; timedOut: boolean }>((resolve, reject) => {
-      const p = spawn(pythonPath(), [script, path.resolve(notebook), path.resolve(options.executed), result, '--timeout', String(timeoutSeconds)], {
+      const p = spawn(pythonPath(), [script, path.resolve(notebook), path.resolve(options.executed), result, '--timeout', String(Math.ceil(timeoutSeconds))], {
         env,
         stdio: ['ignore', 'pipe', 'pipe'],
       });

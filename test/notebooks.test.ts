@@ -79,6 +79,13 @@ describe('the workbook notebooks', function () {
       expectFailingFixture(await runInProcess(FAILING_FIXTURE, { mode: 'quick', executed: path.join(tempDir('ddpm-fail-'), 'failing.ipynb') }));
     });
 
+    it('fails a notebook that outlives its time limit (the child is killed), saying so', async () => {
+      const run = await runInProcess(FAILING_FIXTURE, { mode: 'quick', executed: path.join(tempDir('ddpm-slow-'), 'f.ipynb'), timeoutSeconds: 0.3 });
+      expect(run.ok).to.equal(false);
+      expect(run.failure).to.include({ status: 'timeout', cell: 0 });
+      expect(describeFailure(run)).to.include('timed out (the runner process (limit 0.3 s))');
+    });
+
     it('runs the fixture chapter green: checks recorded, plots as bundles, update() replaced in place', async () => {
       const b = (await quickWorkbook()).notebooks.find((n) => n.name === 'workbook');
       expect(b, 'the fixture chapter was built').to.not.equal(undefined);

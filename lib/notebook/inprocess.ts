@@ -2,11 +2,11 @@
  * Runner (a): tslab's own executor, no Jupyter and no Python. Each notebook runs in a fresh child
  * node process (child.ts), which writes the executed notebook and a result file that this side reads.
  */
-import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { projectRoot } from './project';
+import { diedRun, runChild } from './spawn';
 import { NotebookRun, WorkbookMode } from './types';
 
 export interface RunOptions {
@@ -60,43 +60,15 @@ export async function runInProcess(notebook: string, options: RunOptions): Promi
   const child = path.join(__dirname, `child${ext}`);
   const execArgv = ext === '.ts' ? ['--require', require.resolve('tsx/cjs', { paths: [projectRoot()] })] : [];
   const timeoutSeconds = options.timeoutSeconds ?? defaultTimeout(options.mode);
-  let stderr = '';
   try {
-    const { code, signal, timedOut } = await new Promise<{ code: number | null; signal: string | null; timedOut: boolean }>((resolve, reject) => {
-      const p = spawn(process.execPath, [...execArgv, child, request], {
-        env: notebookEnv(options.mode, options.env),
-        stdio: ['ignore', options.echo ? 'inherit' : 'pipe', 'pipe'],
-      });
-      p.stdout?.on('data', () => undefined);
-      p.stderr?.on('data', (d) => {
-        stderr += String(d);
-        if (options.echo) process.stderr.write(d);
-      });
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        p.kill('SIGKILL');
-      }, timeoutSeconds * 1000);
-      p.on('error', reject);
-      p.on('close', (code, signal) => {
-        clearTimeout(timer);
-        resolve({ code, signal, timedOut });
-      });
+    const exit = await runChild(process.execPath, [...execArgv, child, request], {
+      env: notebookEnv(options.mode, options.env),
+      timeoutMs: timeoutSeconds * 1000,
+      killSignal: 'SIGKILL',
+      echo: options.echo,
     });
-    if (code === 0 && fs.existsSync(result)) return JSON.parse(fs.readFileSync(result, 'utf8')) as NotebookRun;
-    // The child died (timeout, crash, out of memory) before writing its result.
-    const why = timedOut ? `timed out after ${timeoutSeconds} s` : `the runner process exited with ${signal ?? `code ${code}`}`;
-    return {
-      runner: 'in-process',
-      notebook,
-      executed: options.executed,
-      ok: false,
-      failure: { cell: 0, codeCell: 0, firstLine: '(unknown: the process died)', status: timedOut ? 'timeout' : 'crash', message: `${why}\n${stderr.slice(-4000)}` },
-      seconds: (Date.now() - started) / 1000,
-      startupSeconds: NaN,
-      cellSeconds: [],
-      checks: [],
-    };
+    if (exit.code === 0 && fs.existsSync(result)) return JSON.parse(fs.readFileSync(result, 'utf8')) as NotebookRun;
+    return diedRun('in-process', notebook, options.executed, started, exit, `the runner process (limit ${timeoutSeconds} s)`);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

@@ -42,3 +42,5 @@ export { registerWasmKernels } from './kernels';
 export { FusedAdam } from './optim';
 export { Progress, formatDuration } from './progress';
 export { Figure, ReportSection, renderReport, writeFileAtomic } from './report';
+export { CheckResult, check, checkResults, clearCheckResults } from './check';
+export { PlotHandle, DisplayHook, DisplayMessage, PLOTLY_MIME, plot, plotBundle, plotHtml, plotlyJson, plotSummary, findDisplayHook } from './plot';

@@ -40,3 +40,5 @@ export * from './linalg';
 export * from './models';
 export { Progress, formatDuration } from './progress';
 export { Figure, ReportSection, renderReport, writeFileAtomic } from './report';
+export { CheckResult, check, checkResults, clearCheckResults } from './check';
+export { PlotHandle, DisplayHook, DisplayMessage, PLOTLY_MIME, plot, plotBundle, plotHtml, plotlyJson, plotSummary, findDisplayHook } from './plot';

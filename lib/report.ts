@@ -62,7 +62,7 @@ ${blocks.join('\n')}
 }
 
 /** Writes a file atomically: a temporary file in the same folder, then a rename, so no half-written page is left. */
-export function writeFileAtomic(file: string, contents: string): void {
+export function writeFileAtomic(file: string, contents: string | Uint8Array): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
   try {

@@ -1,30 +1,50 @@
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { runSwissRollDemo } from '../lib/main';
-import { useCpu } from './support';
+import { mainSettings } from '../lib/main';
+import { readNotebook } from '../lib/notebook/nbformat';
+import { workbookNotebooks } from '../lib/notebook/project';
+import { summaryText } from '../lib/notebook/workbook';
+import { BUILD_TIMEOUT_MS, quickWorkbook } from './fixtures/quick-workbook';
 
-describe('the main job (npm start)', () => {
-  after(useCpu);
+describe('the main job (npm start: the whole workbook, executed, into out/)', function () {
+  this.timeout(BUILD_TIMEOUT_MS);
 
-  it('trains, samples and writes a self-contained HTML report with three Plotly figures and a summary', async () => {
-    const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-main-'));
-    const before = tf.memory().numTensors;
-    const summary = await runSwissRollDemo({ steps: 20, T: 50, samples: 200, outDir, log: null });
-    expect(tf.memory().numTensors, 'the demo disposes everything it made').to.equal(before);
-    const html = fs.readFileSync(path.join(outDir, 'index.html'), 'utf8');
-    expect(html.match(/Plotly\.newPlot\(/g)?.length).to.equal(3);
-    expect(html).to.include('Samples vs data').and.include('Training loss').and.include('Denoising trajectory');
-    // plotly.js is inlined (no network needed to view the page)
-    expect(html).to.not.match(/<script src=/);
-    expect(html.length).to.be.above(1_000_000);
-    const written = JSON.parse(fs.readFileSync(path.join(outDir, 'summary.json'), 'utf8'));
-    expect(written.steps).to.equal(20);
-    expect(written.energyDistance.samples).to.be.a('number').and.be.above(0);
-    expect(summary.energyDistance.heldOutVsHeldOut).to.be.below(summary.energyDistance.noise);
-    expect(fs.readdirSync(outDir).sort()).to.deep.equal(['index.html', 'summary.json'], 'no temporary files left');
-    fs.rmSync(outDir, { recursive: true });
+  it('reads its settings from DDPM_* variables: full mode and the in-process runner by default; a bad value names the variable', () => {
+    expect(mainSettings({})).to.deep.include({ mode: 'full', runner: 'in-process', outDir: path.resolve('out'), echo: false });
+    expect(mainSettings({ DDPM_WORKBOOK_MODE: 'quick', DDPM_WORKBOOK_RUNNER: 'nbclient', DDPM_OUT: '/tmp/x' })).to.deep.include({
+      mode: 'quick',
+      runner: 'nbclient',
+      outDir: '/tmp/x',
+    });
+    expect(() => mainSettings({ DDPM_WORKBOOK_MODE: 'fast' })).to.throw('DDPM_WORKBOOK_MODE must be one of quick, full, got "fast"');
+    expect(() => mainSettings({ DDPM_WORKBOOK_RUNNER: 'papermill' })).to.throw(/DDPM_WORKBOOK_RUNNER must be one of in-process, nbclient, got "papermill"/);
+  });
+
+  it('writes each executed notebook, its HTML page, vendor/ for offline viewing, an index linking them, and summary.json', async () => {
+    const b = await quickWorkbook();
+    const names = [...workbookNotebooks().map((f) => path.basename(f, '.ipynb')), 'workbook'];
+    expect(b.notebooks.map((n) => n.name)).to.deep.equal(names);
+    const files = fs.readdirSync(b.outDir).sort();
+    expect(files).to.deep.equal([...names.flatMap((n) => [`${n}.html`, `${n}.ipynb`]), 'index.html', 'summary.json', 'vendor'].sort(), 'no temporary files left');
+    const index = fs.readFileSync(b.index, 'utf8');
+    for (const n of names) expect(index).to.include(`href="${n}.html"`).and.include(`href="${n}.ipynb"`);
+    expect(index).to.include('alphaBar_t equals the running product of (1 - beta_s)');
+    for (const n of names) {
+      const executed = readNotebook(path.join(b.outDir, `${n}.ipynb`));
+      expect(executed.cells.some((c) => (c.outputs ?? []).length > 0), `${n}.ipynb has outputs`).to.equal(true);
+    }
+    expect(fs.statSync(path.join(b.outDir, 'vendor', 'plotly.min.js')).size).to.be.above(1_000_000);
+    expect(fs.existsSync(path.join(b.outDir, 'vendor', 'katex', 'katex.min.css'))).to.equal(true);
+    expect(fs.readdirSync(path.join(b.outDir, 'vendor', 'katex', 'fonts')).filter((f) => f.endsWith('.woff2')).length).to.be.above(10);
+    // pages load nothing from the network
+    for (const n of names) expect(fs.readFileSync(path.join(b.outDir, `${n}.html`), 'utf8')).to.not.match(/(src|href)="https?:/);
+    const summary = JSON.parse(fs.readFileSync(path.join(b.outDir, 'summary.json'), 'utf8'));
+    expect(summary).to.include({ mode: 'quick', runner: 'in-process' });
+    expect(summary.notebooks.map((n: { name: string }) => n.name)).to.deep.equal(names);
+    // the end-of-run summary lists every check of every notebook
+    const text = summaryText(b.notebooks);
+    for (const n of b.notebooks) for (const c of n.run.checks) expect(text).to.include(`${c.ok ? '✓' : '✗'} ${c.description}`);
+    expect(text).to.match(/notebooks, \d+ checks passed, \d+ failed; \d+ notebook\(s\) failed/);
   });
 });

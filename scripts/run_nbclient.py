@@ -1,0 +1,124 @@
+#!/usr/bin/python3
+"""Executes ONE notebook through a real Jupyter kernel with nbclient, for lib/notebook/kernel.ts.
+
+    run_nbclient.py NOTEBOOK EXECUTED.ipynb RESULT.json [--kernel tslab] [--timeout SECONDS]
+
+tslab reports a failing cell only on stderr: its execute_reply says status "error" (and later
+queued cells "abort") but carries no ename/traceback, and with allow_errors nbclient raises
+nothing. So this script runs the cells itself, one by one, reads every execute_reply through
+nbclient's on_cell_executed hook, and stops at the first cell whose reply is not "ok" (or which
+produced an error output), naming it. Exit status: 0 ok, 1 a cell failed, 2 the runner itself failed.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+try:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+except ImportError as e:  # the TypeScript side checks this first and says how to install
+    print(f"run_nbclient.py: {e}: install Debian's python3-nbclient (apt-get install python3-nbclient jupyter-nbconvert)", file=sys.stderr)
+    sys.exit(2)
+
+
+def first_line(source):
+    for line in source.split("\n"):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def text_of(outputs, name):
+    return "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream" and o.get("name") == name)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("notebook")
+    ap.add_argument("executed")
+    ap.add_argument("result")
+    ap.add_argument("--kernel", default="tslab")
+    ap.add_argument("--timeout", type=int, default=1800, help="per cell, seconds")
+    args = ap.parse_args()
+
+    started = time.time()
+    nb = nbformat.read(args.notebook, as_version=4)
+    replies = {}
+
+    def on_cell_executed(cell, cell_index, execute_reply):
+        replies[cell_index] = execute_reply.get("content", {}) if execute_reply else {}
+
+    client = NotebookClient(
+        nb,
+        timeout=args.timeout,
+        startup_timeout=120,
+        kernel_name=args.kernel,
+        allow_errors=True,  # we judge every reply ourselves, below
+        resources={"metadata": {"path": os.path.dirname(os.path.abspath(args.notebook))}},
+        on_cell_executed=on_cell_executed,
+    )
+    failure = None
+    cell_seconds = []
+    startup = None
+    code_cell = 0
+    try:
+        client.reset_execution_trackers()
+        with client.setup_kernel():
+            startup = time.time() - started
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                code_cell += 1
+                where = {"cell": index + 1, "codeCell": code_cell, "firstLine": first_line(cell.source)}
+                t0 = time.time()
+                try:
+                    client.execute_cell(cell, index, execution_count=code_cell)
+                except CellTimeoutError as e:
+                    failure = dict(where, status="timeout", message=str(e))
+                except DeadKernelError as e:
+                    failure = dict(where, status="dead-kernel", message=str(e))
+                cell_seconds.append(time.time() - t0)
+                if failure:
+                    break
+                if not cell.source.strip():
+                    continue
+                reply = replies.get(index)
+                status = reply.get("status") if reply else "no-reply"
+                errors = [o for o in cell.outputs if o.get("output_type") == "error"]
+                if status != "ok" or errors:
+                    message = text_of(cell.outputs, "stderr")
+                    for o in errors:
+                        message += "\n%s: %s\n%s" % (o.get("ename"), o.get("evalue"), "\n".join(o.get("traceback", [])))
+                    if reply and reply.get("ename"):
+                        message += "\n%s: %s" % (reply.get("ename"), reply.get("evalue"))
+                    failure = dict(where, status=status if status != "ok" else "error-output",
+                                   message=message.strip() or "(the kernel reported %r without a message)" % status)
+                    break
+    except Exception as e:  # kernel start failures and the like: the runner failed, not a cell
+        failure = {"cell": 0, "codeCell": 0, "firstLine": "(kernel)", "status": "runner", "message": "%s: %s" % (type(e).__name__, e)}
+    nbformat.write(nb, args.executed)
+    stdout = "".join(text_of(c.get("outputs", []), "stdout") for c in nb.cells if c.cell_type == "code")
+    result = {
+        "runner": "nbclient",
+        "notebook": args.notebook,
+        "executed": args.executed,
+        "ok": failure is None,
+        "seconds": time.time() - started,
+        "startupSeconds": startup,
+        "cellSeconds": cell_seconds,
+        "stdout": stdout,
+    }
+    if failure:
+        result["failure"] = failure
+    tmp = args.result + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f)
+    os.replace(tmp, args.result)
+    sys.exit(0 if failure is None else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+/**
+ * The workbook's notebooks as tests: both runners must execute every notebooks/*.ipynb in quick
+ * mode, and both must catch tslab's silent failures (proved on a fixture whose middle cell fails).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { expect } from 'chai';
+import { runInProcess } from '../lib/notebook/inprocess';
+import { JUPYTER_INSTALL_HINT, jupyterMissing, runWithKernel } from '../lib/notebook/kernel';
+import { Notebook, committedProblems, joinSource, readNotebook } from '../lib/notebook/nbformat';
+import { ensureBuilt, projectRoot, workbookNotebooks } from '../lib/notebook/project';
+import { NotebookRun, describeFailure } from '../lib/notebook/types';
+import { BUILD_TIMEOUT_MS, FAILING_CELL, FAILING_FIXTURE, FIXTURES, quickWorkbook, tempDir } from './fixtures/quick-workbook';
+
+const root = projectRoot();
+const notebooks = workbookNotebooks(root);
+const name = (f: string) => path.basename(f, '.ipynb');
+const allText = (nb: Notebook) =>
+  nb.cells
+    .flatMap((c) => c.outputs ?? [])
+    .map((o) => (o.output_type === 'stream' ? joinSource(o.text) : o.output_type === 'display_data' ? String(o.data['text/plain']) : ''))
+    .join('');
+
+/** What both runners must report for the failing fixture. */
+function expectFailingFixture(run: NotebookRun): void {
+  expect(run.ok, 'the fixture has a failing check').to.equal(false);
+  expect(run.failure).to.include(FAILING_CELL);
+  expect(run.failure?.status).to.equal('error');
+  expect(run.failure?.message).to.include('one plus one is three').and.include('expected 2 to equal 3');
+  const described = describeFailure(run);
+  expect(described).to.include('failing.ipynb').and.include('cell 3 (code cell 2)').and.include(FAILING_CELL.firstLine);
+  const executed = readNotebook(run.executed);
+  const text = allText(executed);
+  expect(text, 'DDPM_WORKBOOK_MODE comes from the caller').to.include('mode quick');
+  expect(text).to.include('✓ two plus two is four');
+  expect(text, 'the runner stops at the failing cell').to.not.include('code cell 3 ran');
+  expect(text, 'the failing cell stops at the failure').to.not.include('after the failing check');
+  // the plot before the failure is one output holding the three-type bundle
+  const displays = executed.cells[1].outputs?.filter((o) => o.output_type === 'display_data') ?? [];
+  expect(displays).to.have.length(1);
+  const d = displays[0];
+  expect(d.output_type === 'display_data' && Object.keys(d.data).sort()).to.deep.equal(['application/vnd.plotly.v1+json', 'text/html', 'text/plain']);
+  expect(executed.cells[3].outputs ?? []).to.have.length(0);
+}
+
+describe('the workbook notebooks', function () {
+  this.timeout(BUILD_TIMEOUT_MS);
+
+  it(`committed notebooks (${notebooks.length} in notebooks/, plus the fixtures) carry no outputs and null execution counts`, () => {
+    const fixtures = fs.readdirSync(FIXTURES).filter((f) => f.endsWith('.ipynb')).map((f) => path.join(FIXTURES, f));
+    const all = [...fs.readdirSync(path.join(root, 'notebooks')).filter((f) => f.endsWith('.ipynb')).map((f) => path.join(root, 'notebooks', f)), ...fixtures];
+    expect(fixtures.length).to.be.at.least(2);
+    for (const file of all) expect(committedProblems(readNotebook(file)), path.relative(root, file)).to.deep.equal([]);
+    // the rule itself catches both kinds of leftovers
+    const dirty = readNotebook(FAILING_FIXTURE);
+    dirty.cells[1].execution_count = 4;
+    dirty.cells[2].outputs = [{ output_type: 'stream', name: 'stdout', text: 'x' }];
+    expect(committedProblems(dirty)).to.have.length(2);
+  });
+
+  it('notebooks follow the conventions: tslab kernelspec, a "parameters" cell reading DDPM_WORKBOOK_MODE', () => {
+    for (const file of [...notebooks, path.join(FIXTURES, 'workbook.ipynb')]) {
+      const nb = readNotebook(file);
+      expect(nb.metadata.kernelspec?.name, `${name(file)}: kernelspec`).to.equal('tslab');
+      const params = nb.cells.filter((c) => c.metadata.tags?.includes('parameters'));
+      expect(params, `${name(file)}: one cell tagged "parameters"`).to.have.length(1);
+      expect(joinSource(params[0].source), `${name(file)}: the parameters cell reads the mode`).to.include('DDPM_WORKBOOK_MODE');
+    }
+  });
+
+  describe('in-process runner (tslab executor, one child process per notebook)', () => {
+    before(() => ensureBuilt(root));
+
+    it('stops at the fixture\'s failing middle cell and names the notebook, the cell and its first line', async () => {
+      expectFailingFixture(await runInProcess(FAILING_FIXTURE, { mode: 'quick', executed: path.join(tempDir('ddpm-fail-'), 'failing.ipynb') }));
+    });
+
+    it('runs the fixture chapter green: checks recorded, plots as bundles, update() replaced in place', async () => {
+      const b = (await quickWorkbook()).notebooks.find((n) => n.name === 'workbook');
+      expect(b, 'the fixture chapter was built').to.not.equal(undefined);
+      expect(b!.run.ok, describeFailure(b!.run)).to.equal(true);
+      expect(b!.run.checks.map((c) => [c.description, c.ok])).to.deep.equal([
+        ['alphaBar_t equals the running product of (1 - beta_s)', true],
+        ['an async check is awaited', true],
+      ]);
+      const nb = readNotebook(b!.run.executed);
+      const plots = nb.cells[5].outputs?.filter((o) => o.output_type === 'display_data') ?? [];
+      expect(plots, 'two plots; the update redrew the first in place').to.have.length(2);
+      const first = plots[0].output_type === 'display_data' ? plots[0].data : {};
+      expect(first['text/plain']).to.match(/^Plotly figure "abar_t": 1 trace \(scatter\), \d+ points$/);
+      expect(nb.cells.filter((c) => c.cell_type === 'code').map((c) => c.execution_count)).to.deep.equal([1, 2, 3, 4]);
+    });
+
+    for (const file of notebooks) {
+      it(`${name(file)} runs green in quick mode`, async () => {
+        const b = (await quickWorkbook()).notebooks.find((n) => n.name === name(file));
+        expect(b!.run.ok, describeFailure(b!.run)).to.equal(true);
+        expect(b!.run.checks.length, `${name(file)} verifies its claims with check(...)`).to.be.above(0);
+      });
+    }
+  });
+
+  describe('Jupyter kernel runner (nbclient + the tslab kernel)', () => {
+    before(function () {
+      const missing = jupyterMissing();
+      if (missing === null) return;
+      if (process.env.CI === 'true') throw new Error(`under CI the kernel runner must run, but ${missing}: ${JUPYTER_INSTALL_HINT}`);
+      console.log(`    (skipped: ${missing}; to run these, ${JUPYTER_INSTALL_HINT})`);
+      this.skip();
+    });
+
+    it('stops at the fixture\'s failing middle cell (reply status "error", tslab\'s only signal) and names it', async () => {
+      expectFailingFixture(await runWithKernel(FAILING_FIXTURE, { mode: 'quick', executed: path.join(tempDir('ddpm-fail-'), 'failing.ipynb') }));
+    });
+
+    for (const file of notebooks) {
+      it(`${name(file)} runs green in quick mode`, async () => {
+        const run = await runWithKernel(file, { mode: 'quick', executed: path.join(tempDir('ddpm-kernel-'), `${name(file)}.ipynb`) });
+        expect(run.ok, describeFailure(run)).to.equal(true);
+        expect(run.checks.length).to.be.above(0);
+      });
+    }
+  });
+});

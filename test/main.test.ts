@@ -25,8 +25,12 @@ describe('the main job (npm start: the whole workbook, executed, into out/)', fu
     const b = await quickWorkbook();
     const names = [...workbookNotebooks().map((f) => path.basename(f, '.ipynb')), 'workbook'];
     expect(b.notebooks.map((n) => n.name)).to.deep.equal(names);
-    const files = fs.readdirSync(b.outDir).sort();
+    const files = fs.readdirSync(b.outDir).filter((f) => f !== 'figures').sort();
     expect(files).to.deep.equal([...names.flatMap((n) => [`${n}.html`, `${n}.ipynb`]), 'index.html', 'summary.json', 'vendor'].sort(), 'no temporary files left');
+    const figures = path.join(path.dirname(workbookNotebooks()[0] ?? ''), 'figures');
+    if (workbookNotebooks().length > 0 && fs.existsSync(figures)) {
+      expect(fs.readdirSync(path.join(b.outDir, 'figures')).sort(), 'notebooks/figures is copied beside the pages').to.deep.equal(fs.readdirSync(figures).sort());
+    }
     const index = fs.readFileSync(b.index, 'utf8');
     for (const n of names) expect(index).to.include(`href="${n}.html"`).and.include(`href="${n}.ipynb"`);
     expect(index).to.include('alphaBar_t equals the running product of (1 - beta_s)');

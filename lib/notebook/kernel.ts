@@ -9,7 +9,9 @@ import * as os from 'os';
 import * as path from 'path';
 import { checkMode, notebookEnv, RunOptions } from './inprocess';
 import { projectRoot } from './project';
-import { NotebookRun, checksFromText } from './types';
+import { CheckResult } from '../check';
+import { readNotebook } from './nbformat';
+import { NotebookRun, checksFromText, lateCheckFailure } from './types';
 
 /** The Python that has Jupyter: DDPM_PYTHON, else Debian's /usr/bin/python3, else python3 on PATH. */
 export function pythonPath(): string {
@@ -102,9 +104,12 @@ export async function runWithKernel(notebook: string, options: RunOptions): Prom
       });
     });
     if ((code === 0 || code === 1) && fs.existsSync(result)) {
-      const r = JSON.parse(fs.readFileSync(result, 'utf8')) as NotebookRun & { stdout: string; startupSeconds: number | null };
+      const r = JSON.parse(fs.readFileSync(result, 'utf8')) as NotebookRun & { stdout: string; startupSeconds: number | null; checks?: CheckResult[] };
       const { stdout, ...run } = r;
-      return { ...run, notebook, startupSeconds: run.startupSeconds ?? NaN, checks: checksFromText(stdout) };
+      // the kernel's own registry when the script could read it, else the printed ✓/✗ lines
+      const checks = run.checks ?? checksFromText(stdout);
+      const late = run.ok ? lateCheckFailure(readNotebook(notebook), checks) : undefined;
+      return { ...run, notebook, startupSeconds: run.startupSeconds ?? NaN, checks, ...(late ? { ok: false, failure: late } : {}) };
     }
     return {
       runner: 'nbclient',

@@ -40,3 +40,21 @@ export * from './linalg';
 export * from './models';
 export { Progress, formatDuration } from './progress';
 export { Figure, ReportSection, renderReport, writeFileAtomic } from './report';
+export { TrainCheckpoint, TrainRngState, createOptimizer } from './train';
+export {
+  RunManifest,
+  LoadedRun,
+  ResumableRun,
+  CheckpointState,
+  ModelKind,
+  MANIFEST_FILE,
+  RUN_FORMAT,
+  RUN_FORMAT_VERSION,
+  saveCheckpoint,
+  readManifest,
+  readCheckpoint,
+  loadRun,
+  loadRunForResume,
+  buildModel,
+  modelKind,
+} from './checkpoint';

@@ -463,7 +463,9 @@ async function checkFinite(dir: string, tensors: tf.NamedTensorMap): Promise<voi
   }
 }
 
-function assembleRun(dir: string, manifest: RunManifest, tensors: tf.NamedTensorMap): LoadedRun {
+async function assembleRun(dir: string, manifest: RunManifest, tensors: tf.NamedTensorMap): Promise<LoadedRun> {
+  // Read before any model exists (async: webgpu under Node cannot read synchronously).
+  const losses = Float32Array.from((await tensors['history/losses'].data()) as Float32Array);
   const model = modelFrom(manifest.model.kind, manifest.model.config, tensors, 'model');
   const hasEma = Object.keys(tensors).some((n) => n.startsWith('ema/'));
   const ema = hasEma ? modelFrom(manifest.model.kind, manifest.model.config, tensors, 'ema') : null;
@@ -475,14 +477,13 @@ function assembleRun(dir: string, manifest: RunManifest, tensors: tf.NamedTensor
     ema?.dispose();
     throw new Error(`${dir}/${MANIFEST_FILE}: the schedule config ${JSON.stringify(manifest.schedule)} is invalid: ${(e as Error).message}`);
   }
-  const losses = tensors['history/losses'].dataSync() as Float32Array;
   return {
     dir,
     manifest,
     model,
     ema,
     schedule,
-    losses: Float32Array.from(losses),
+    losses,
     dispose: () => {
       model.dispose();
       ema?.dispose();
@@ -499,7 +500,7 @@ export async function loadRun(dir: string): Promise<LoadedRun> {
   const { manifest, tensors } = await readCheckpoint(dir);
   try {
     await checkFinite(dir, tensors);
-    return assembleRun(dir, manifest, tensors);
+    return await assembleRun(dir, manifest, tensors);
   } finally {
     tf.dispose(Object.values(tensors));
   }
@@ -516,7 +517,7 @@ export async function loadRunForResume(dir: string, makeOptimizer: () => tf.Opti
   let optimizer: tf.Optimizer | null = null;
   try {
     await checkFinite(dir, tensors);
-    run = assembleRun(dir, manifest, tensors);
+    run = await assembleRun(dir, manifest, tensors);
     optimizer = makeOptimizer();
     const names = variableNames(run.model);
     const tfName = new Map(names.map((n, i) => [n, run!.model.trainableVariables[i].name]));
@@ -534,7 +535,7 @@ export async function loadRunForResume(dir: string, makeOptimizer: () => tf.Opti
       const saved = tensors[`optimizerState/${x.key}`];
       if (saved) x.variable.assign(saved);
     }
-    const order = Int32Array.from(tensors['state/samplerOrder'].dataSync() as Int32Array);
+    const order = Int32Array.from((await tensors['state/samplerOrder'].data()) as Int32Array);
     const rngState: TrainRngState = {
       rng: manifest.rng.state.map((v) => (v === null ? NaN : v)),
       samplerOrder: order,

@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { PNG } from 'pngjs';
 import { useBestBackend } from './backend';
-import { LoadedRun, MANIFEST_FILE, ModelKind, buildModel, loadRun, loadRunForResume, readManifest, saveCheckpoint } from './checkpoint';
+import { LoadedRun, MANIFEST_FILE, ModelKind, buildModel, modelKind, loadRun, loadRunForResume, readManifest, saveCheckpoint } from './checkpoint';
 import { checkerboard, gaussianMixture2d, moons, swissRoll } from './data';
 import type { TrainableDenoiser } from './denoiser';
 import { elboTerms } from './elbo';
@@ -277,6 +277,25 @@ interface RunTrainSettings extends DataSpec {
   skipNonFinite: boolean;
 }
 
+/** The manifest's training settings, checked field by field (a hand-edited manifest gets a clear error). */
+function savedSettings(dir: string, t: Record<string, unknown>): RunTrainSettings {
+  const where = `${path.join(dir, MANIFEST_FILE)}: train`;
+  const bad = (field: string, want: string) => new Error(`${where}.${field} must be ${want}, got ${JSON.stringify(t[field])}`);
+  const int = (k: string, lo: number) => typeof t[k] === 'number' && Number.isInteger(t[k]) && (t[k] as number) >= lo;
+  if (!DATASETS.includes(t.data as Dataset)) throw bad('data', `one of ${DATASETS.join(', ')}`);
+  if (!(t.nData === null || int('nData', 1))) throw bad('nData', 'an integer >= 1 or null');
+  if (!int('seed', 0)) throw bad('seed', 'an integer >= 0');
+  if (!int('steps', 1)) throw bad('steps', 'an integer >= 1');
+  if (!int('batch', 1)) throw bad('batch', 'an integer >= 1');
+  if (!(typeof t.lr === 'number' && t.lr > 0 && Number.isFinite(t.lr))) throw bad('lr', 'a number > 0');
+  if (!(t.emaDecay === null || (typeof t.emaDecay === 'number' && t.emaDecay > 0 && t.emaDecay < 1))) throw bad('emaDecay', 'a number in (0, 1) or null');
+  if (!(t.gradClip === null || (typeof t.gradClip === 'number' && t.gradClip > 0))) throw bad('gradClip', 'a number > 0 or null');
+  if (!LOSS_TYPES.includes(t.loss as LossType)) throw bad('loss', `one of ${LOSS_TYPES.join(', ')}`);
+  if (!int('checkpointEvery', 1)) throw bad('checkpointEvery', 'an integer >= 1');
+  if (typeof t.skipNonFinite !== 'boolean') throw bad('skipNonFinite', 'true or false');
+  return { ...(t as unknown as RunTrainSettings) };
+}
+
 const RESUME_FLAGS = new Set(['out', 'resume', 'steps', 'backend', 'checkpoint-every', 'skip-nonfinite', 'quiet', 'help']);
 
 function trainSettings(v: Values): { settings: RunTrainSettings; kind: ModelKind; modelConfig: Record<string, unknown>; schedule: Schedule } {
@@ -384,6 +403,7 @@ async function cmdTrain(v: Values, io: CliIO): Promise<number> {
   }
   // Options are checked before any backend or data is touched.
   const fresh = resume ? null : trainSettings(v);
+  const saved = resume ? savedSettings(out, readManifest(out).train) : null;
   const stepsFlag = intFlag(v, 'steps', 1);
   const everyFlag = intFlag(v, 'checkpoint-every', 1);
 
@@ -399,9 +419,14 @@ async function cmdTrain(v: Values, io: CliIO): Promise<number> {
   let rngState;
   if (resume) {
     const m = readManifest(out);
-    settings = { ...(m.train as unknown as RunTrainSettings) };
+    settings = saved!;
     const run = await loadRunForResume(out, () => createOptimizer(settings.lr));
     ({ model, ema, optimizer, schedule, rngState } = run);
+    if ((settings.emaDecay !== null) !== (ema !== null)) {
+      run.dispose();
+      optimizer.dispose();
+      throw new Error(`${path.join(out, MANIFEST_FILE)}: train.emaDecay is ${settings.emaDecay} but the weights ${ema ? 'hold' : 'lack'} EMA weights`);
+    }
     initialStep = m.step;
     history = run.losses;
     skipped = m.skipped;
@@ -505,7 +530,7 @@ async function cmdTrain(v: Values, io: CliIO): Promise<number> {
 }
 
 function readableKind(model: TrainableDenoiser): string {
-  return model.constructor?.name ?? 'a model';
+  return modelKind(model) === 'mlp' ? 'MlpDenoiser' : 'UNetDenoiser';
 }
 
 // ---- sample / eval / info ----

@@ -318,6 +318,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       // Checked after the progress report, which may itself be where the stop was asked for.
       stopped = o.signal?.aborted === true && step < steps;
       if (o.onCheckpoint && (atCheckpoint || step === steps || stopped)) await checkpoint(step);
+      // Between reads the loop never awaits; a signal handler (SIGINT) runs only if the loop yields.
+      else if (o.signal && !stopped) await new Promise((resolve) => setImmediate(resolve));
       if (stopped) break;
     }
   } catch (e) {

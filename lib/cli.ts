@@ -517,6 +517,8 @@ async function cmdTrain(v: Values, io: CliIO): Promise<number> {
     );
     return 0;
   } catch (e) {
+    const kernel = /Kernel '(\w+)' not registered for backend '(\w+)'/.exec((e as Error).message);
+    if (kernel) (e as Error).message += ` (the ${kernel[2]} backend cannot train this model yet; pass --backend cpu or another backend)`;
     const where = lastSaved ? `the last good checkpoint is step ${(lastSaved as { step: number }).step} in ${path.resolve(out)} (intact; resume with --resume)` : 'no checkpoint was saved yet';
     throw new Error(`${(e as Error).message}; ${where}`);
   } finally {

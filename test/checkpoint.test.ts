@@ -59,6 +59,21 @@ function editManifest(dir: string, edit: (m: Record<string, any>) => void): void
   fs.writeFileSync(file, JSON.stringify(m));
 }
 
+/** A real model whose output turns NaN at its k-th forward pass (training step k: one pass per step). */
+function nanAtStep(real: TrainableDenoiser, k: number): TrainableDenoiser {
+  let calls = 0;
+  return {
+    trainableVariables: real.trainableVariables,
+    config: real.config,
+    clone: () => real.clone(),
+    dispose: () => real.dispose(),
+    predictEps: (xt, t) => {
+      const eps = real.predictEps(xt, t);
+      return ++calls === k ? tf.tidy(() => eps.mul(NaN)) : eps;
+    },
+  };
+}
+
 const shardOf = (dir: string) => path.join(dir, JSON.parse(fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8')).weightsManifest[0].paths[0]);
 
 describe('checkpoints (run directories)', () => {
@@ -137,41 +152,32 @@ describe('checkpoints (run directories)', () => {
   it('a NaN loss stops at its step; the last checkpoint stays intact; skipNonFinite skips the batch and counts it', async () => {
     const data = gaussianMixture2d(64, { seed: 1 });
     const real = new MlpDenoiser(modelConfig);
-    let calls = 0;
-    // A real model whose output turns NaN at the 15th forward pass (training step 15).
-    const flaky: TrainableDenoiser = {
-      trainableVariables: real.trainableVariables,
-      config: real.config,
-      clone: () => real.clone(),
-      dispose: () => real.dispose(),
-      predictEps: (xt, t) => {
-        const eps = real.predictEps(xt, t);
-        return ++calls === 15 ? tf.tidy(() => eps.mul(NaN)) : eps;
-      },
-    };
+    const flaky = nanAtStep(real, 15);
     const dir = freshDir();
-    await expectRejects(
-      () => train({ ...BASE, model: flaky, data, steps: 30, checkpointEvery: 10, onCheckpoint: saver(dir, real) }),
-      /the loss at step 15 is NaN/,
-    );
-    const shard = fs.readFileSync(shardOf(dir));
+    const save = saver(dir, real);
+    let shard = Buffer.alloc(0);
+    let manifestText = '';
+    const onCheckpoint = async (c: TrainCheckpoint) => {
+      await save(c);
+      shard = fs.readFileSync(shardOf(dir));
+      manifestText = fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8');
+    };
+    await expectRejects(() => train({ ...BASE, model: flaky, data, steps: 30, checkpointEvery: 10, onCheckpoint }), /the loss at step 15 is NaN/);
+    expect(fs.readFileSync(shardOf(dir)).equals(shard), 'the step-10 shard is byte for byte what was saved').to.equal(true);
+    expect(fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8')).to.equal(manifestText);
     const run = await loadRun(dir);
     expect(run.manifest.step).to.equal(10);
     expect(run.losses.every(Number.isFinite)).to.equal(true);
     run.dispose();
 
-    calls = 0;
     const model2 = new MlpDenoiser(modelConfig);
-    const flaky2: TrainableDenoiser = { ...flaky, trainableVariables: model2.trainableVariables, predictEps: (xt, t) => {
-      const eps = model2.predictEps(xt, t);
-      return ++calls === 15 ? tf.tidy(() => eps.mul(NaN)) : eps;
-    } };
+    const flaky2 = nanAtStep(model2, 15);
     const r = await train({ ...BASE, emaDecay: undefined, model: flaky2, data, steps: 30, skipNonFinite: true });
     expect(r.skipped).to.equal(1);
     expect(Number.isNaN(r.losses[14])).to.equal(true);
     expect(Array.from(r.losses).filter((l) => !Number.isFinite(l))).to.have.length(1);
     expect(values(model2).flat().every(Number.isFinite), 'the skipped batch did not touch the weights').to.equal(true);
-    expect(fs.readFileSync(shardOf(dir)).equals(shard), 'the last good checkpoint is byte for byte unchanged').to.equal(true);
+    expect(r.step).to.equal(30);
     real.dispose();
     model2.dispose();
     data.dispose();

@@ -44,3 +44,21 @@ export { Progress, formatDuration } from './progress';
 export { Figure, ReportSection, renderReport, writeFileAtomic } from './report';
 export { CheckResult, check, checkResults, clearCheckResults } from './check';
 export { PlotHandle, DisplayHook, DisplayMessage, PLOTLY_MIME, plot, plotBundle, plotHtml, plotlyJson, plotSummary, findDisplayHook } from './plot';
+export { TrainCheckpoint, TrainRngState, createOptimizer } from './train';
+export {
+  RunManifest,
+  LoadedRun,
+  ResumableRun,
+  CheckpointState,
+  ModelKind,
+  MANIFEST_FILE,
+  RUN_FORMAT,
+  RUN_FORMAT_VERSION,
+  saveCheckpoint,
+  readManifest,
+  readCheckpoint,
+  loadRun,
+  loadRunForResume,
+  buildModel,
+  modelKind,
+} from './checkpoint';

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TrainableDenoiser } from './denoiser';
 import { LOSS_TYPES, LossType, drawTimesteps, hybridLossUnchecked, simpleLossUnchecked, vlbLossUnchecked } from './loss';
+import { FusedAdam } from './optim';
 import { Rng, deriveSeed } from './random';
 import { Schedule } from './schedule';
 import { checkFiniteTensorAsync, checkInteger, checkNumber, checkRank, sumTensors } from './validate';
@@ -33,6 +34,11 @@ export interface TrainOptions {
   lr?: number;
   /** Keep an exponential moving average of the weights with this decay in [0, 1); default none. */
   emaDecay?: number;
+  /**
+   * Warm the EMA up: at step k use min(emaDecay, (1 + k) / (10 + k)) (as tf.train.ExponentialMovingAverage
+   * with num_updates), so short runs are not dominated by the initial weights. Default false.
+   */
+  emaWarmup?: boolean;
   /** Rescale the gradients so their global norm is at most this; default none. */
   gradClip?: number;
   /** Seed of the batches, timesteps and noise; default 0. */
@@ -42,13 +48,67 @@ export interface TrainOptions {
   /** Called every `progressEvery` steps (default: about 50 reports per run) and after the last. */
   onProgress?: (p: TrainProgress) => void;
   progressEvery?: number;
+  /**
+   * Steps already done (a resumed run): the loop runs steps initialStep + 1 .. steps, so `steps`
+   * is the run's total. Default 0. A resumed run also passes the saved optimizer, EMA and rngState.
+   */
+  initialStep?: number;
+  /** Use this optimizer (its state restored by setWeights) instead of a fresh Adam(lr); the caller disposes it. */
+  optimizer?: tf.Optimizer;
+  /** Continue this EMA model (needs emaDecay) instead of cloning the model; the caller disposes it. */
+  ema?: TrainableDenoiser;
+  /** The batch sampler's and the timestep stream's state at initialStep (from a checkpoint). */
+  rngState?: TrainRngState;
+  /**
+   * Skip (and count) a batch whose loss or gradient is NaN or infinite instead of stopping. Reads the
+   * loss back every step (a device stall), so only when asked for. Default false.
+   */
+  skipNonFinite?: boolean;
+  /** Batches skipped before initialStep (a resumed run's count); default 0. */
+  initialSkipped?: number;
+  /**
+   * Called (and awaited) after every `checkpointEvery` steps, after the last step, and when `signal`
+   * stops the run, each time after every loss so far was read and found finite. Default: never.
+   */
+  onCheckpoint?: (c: TrainCheckpoint) => void | Promise<void>;
+  checkpointEvery?: number;
+  /** When aborted, the run finishes the current step, checkpoints, and returns with stopped = true. */
+  signal?: AbortSignal;
+}
+
+/** The random state of a run between two steps: enough, with the weights, to resume it bit for bit. */
+export interface TrainRngState {
+  /** The Rng of batch indices and timesteps (Rng.getState()). */
+  rng: number[];
+  /** The batch sampler's current epoch order and position in it. */
+  samplerOrder: Int32Array;
+  samplerPos: number;
+}
+
+/** What onCheckpoint receives: the run after `step` steps. Everything is borrowed (do not dispose). */
+export interface TrainCheckpoint {
+  step: number;
+  model: TrainableDenoiser;
+  ema: TrainableDenoiser | null;
+  optimizer: tf.Optimizer;
+  rngState: TrainRngState;
+  /** The losses of steps initialStep + 1 .. step (NaN where a batch was skipped). */
+  losses: Float32Array;
+  /** Batches skipped so far, initialSkipped included. */
+  skipped: number;
 }
 
 /** What train() returns: the loss of every step, and the EMA model if one was asked for (the caller disposes it). */
 export interface TrainResult {
+  /** The losses of steps initialStep + 1 .. step (NaN where a batch was skipped). */
   losses: Float32Array;
   ema: TrainableDenoiser | null;
   seconds: number;
+  /** The last step done: `steps`, or less when `signal` stopped the run. */
+  step: number;
+  stopped: boolean;
+  /** Batches skipped (skipNonFinite), initialSkipped included. */
+  skipped: number;
 }
 
 async function checkTrainOptions(o: TrainOptions): Promise<void> {
@@ -66,6 +126,24 @@ async function checkTrainOptions(o: TrainOptions): Promise<void> {
   if (o.seed !== undefined) checkNumber('seed', o.seed, -(2 ** 53), 2 ** 53);
   if (o.loss !== undefined && !LOSS_TYPES.includes(o.loss)) throw new Error(`loss must be one of ${LOSS_TYPES.join(', ')}, got ${String(o.loss)}`);
   if (o.progressEvery !== undefined) checkInteger('progressEvery', o.progressEvery, 1);
+  if (o.initialStep !== undefined) checkInteger('initialStep', o.initialStep, 0, o.steps - 1);
+  if (o.initialSkipped !== undefined) checkInteger('initialSkipped', o.initialSkipped, 0);
+  if (o.checkpointEvery !== undefined) checkInteger('checkpointEvery', o.checkpointEvery, 1);
+  if (o.optimizer !== undefined && !(o.optimizer instanceof tf.Optimizer)) throw new Error(`optimizer must be a tf.Optimizer, got ${String(o.optimizer)}`);
+  if (o.ema !== undefined) {
+    if (o.emaDecay === undefined) throw new Error('ema needs emaDecay (the decay it was trained with)');
+    if (!Array.isArray(o.ema.trainableVariables) || o.ema.trainableVariables.length !== o.model.trainableVariables.length) {
+      throw new Error(`ema must be a model with the same ${o.model.trainableVariables.length} variables as model`);
+    }
+  }
+  if (o.rngState !== undefined) {
+    const r = o.rngState;
+    if (!r || !Array.isArray(r.rng) || r.rng.length !== 5) throw new Error('rngState.rng must be an Rng state (5 numbers)');
+    if (!(r.samplerOrder instanceof Int32Array) || r.samplerOrder.length !== o.data.shape[0]) {
+      throw new Error(`rngState.samplerOrder must be an Int32Array of length ${o.data.shape[0]} (the data's size), got ${r.samplerOrder?.length}`);
+    }
+    checkInteger('rngState.samplerPos', r.samplerPos, 0, o.data.shape[0]);
+  }
   await checkFiniteTensorAsync('data', o.data);
 }
 
@@ -77,6 +155,21 @@ export class BatchSampler {
   constructor(private readonly n: number, private readonly rng: Rng) {
     this.order = new Int32Array(n);
     this.pos = n;
+  }
+
+  /** The current epoch order and position, for checkpoints. */
+  getState(): { order: Int32Array; pos: number } {
+    return { order: this.order.slice(), pos: this.pos };
+  }
+
+  setState(state: { order: Int32Array; pos: number }): void {
+    if (state.order.length !== this.n) throw new Error(`BatchSampler state must have ${this.n} indices, got ${state.order.length}`);
+    if (!Number.isInteger(state.pos) || state.pos < 0 || state.pos > this.n) throw new Error(`BatchSampler position must be in [0, ${this.n}], got ${state.pos}`);
+    for (const i of state.order) {
+      if (!Number.isInteger(i) || i < 0 || i >= this.n) throw new Error(`BatchSampler state holds index ${i} outside [0, ${this.n - 1}]`);
+    }
+    this.order = state.order.slice();
+    this.pos = state.pos;
   }
 
   next(batch: number): Int32Array {
@@ -98,6 +191,11 @@ export class BatchSampler {
   }
 }
 
+/** The optimizer train() uses unless given one: Adam with this learning rate. Resuming a run makes its optimizer here too. */
+export function createOptimizer(lr: number): tf.Optimizer {
+  return new FusedAdam(lr);
+}
+
 /** Rescales grads in place so that their global L2 norm is at most maxNorm. */
 function clipByGlobalNorm(grads: tf.NamedTensorMap, maxNorm: number): tf.NamedTensorMap {
   return tf.tidy(() => {
@@ -112,25 +210,35 @@ function clipByGlobalNorm(grads: tf.NamedTensorMap, maxNorm: number): tf.NamedTe
 
 /**
  * Trains `model` in place with Adam and resolves to the per-step losses. Every random draw comes
- * from `seed`. Reads the losses back (asynchronously, so it works on every backend) only every
- * `progressEvery` steps, so the device is not stalled each step. Stops with an Error naming the step
- * if a loss is NaN or infinite.
+ * from `seed` (and, for a resumed run, `rngState` and the step number), so a run stopped at step N and
+ * resumed from its checkpoint equals an uninterrupted one bit for bit on the same backend. Reads the
+ * losses back (asynchronously, so it works on every backend) only every `progressEvery` steps and
+ * before each checkpoint, so the device is not stalled each step. Stops with an Error naming the
+ * step if a loss is NaN or infinite (unless skipNonFinite).
  */
 export async function train(o: TrainOptions): Promise<TrainResult> {
   await checkTrainOptions(o);
   const { model, schedule: s, data, steps, batchSize } = o;
   const seed = o.seed ?? 0;
   const lossType = o.loss ?? 'simple';
-  const every = o.progressEvery ?? Math.max(1, Math.round(steps / 50));
+  const first = o.initialStep ?? 0;
+  const every = o.progressEvery ?? Math.max(1, Math.round((steps - first) / 50));
   const rng = new Rng(deriveSeed(seed, 0x7a1));
   const sampler = new BatchSampler(data.shape[0], rng);
-  const optimizer = tf.train.adam(o.lr ?? 1e-3);
+  if (o.rngState) {
+    rng.setState(o.rngState.rng);
+    sampler.setState({ order: o.rngState.samplerOrder, pos: o.rngState.samplerPos });
+  }
+  const optimizer = o.optimizer ?? createOptimizer(o.lr ?? 1e-3);
   const vars = model.trainableVariables;
-  const ema = o.emaDecay !== undefined ? model.clone() : null;
-  const losses = new Float32Array(steps);
+  const ema = o.ema ?? (o.emaDecay !== undefined ? model.clone() : null);
+  const losses = new Float32Array(steps - first);
   const pending: tf.Scalar[] = [];
   const started = Date.now();
-  let reported = 0;
+  let reported = first;
+  let skipped = o.initialSkipped ?? 0;
+  let done = first;
+  let stopped = false;
 
   const flush = async (step: number) => {
     if (pending.length === 0) return;
@@ -144,20 +252,34 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       if (!Number.isFinite(values[i])) {
         throw new Error(`train: the loss at step ${at + 1} is ${values[i]} (not finite); lower lr or set gradClip`);
       }
-      losses[at] = values[i];
+      losses[at - first] = values[i];
     }
-    const mean = values.reduce((a, b) => a + b, 0) / values.length;
+    report(step);
+  };
+  const report = (step: number) => {
+    const window = losses.subarray(reported - first, step - first).filter(Number.isFinite);
+    const mean = window.reduce((a, b) => a + b, 0) / window.length;
     reported = step;
     const elapsed = (Date.now() - started) / 1000;
-    o.onProgress?.({ step, steps, loss: mean, stepsPerSecond: step / Math.max(elapsed, 1e-9), elapsedSeconds: elapsed });
+    o.onProgress?.({ step, steps, loss: mean, stepsPerSecond: (step - first) / Math.max(elapsed, 1e-9), elapsedSeconds: elapsed });
+  };
+  const checkpoint = async (step: number) => {
+    const state = sampler.getState();
+    const rngState: TrainRngState = { rng: rng.getState(), samplerOrder: state.order, samplerPos: state.pos };
+    await o.onCheckpoint?.({ step, model, ema, optimizer, rngState, losses: losses.slice(0, step - first), skipped });
+  };
+  const emaUpdate = (step: number) => {
+    if (!ema) return;
+    const d = o.emaWarmup ? Math.min(o.emaDecay as number, (1 + step) / (10 + step)) : (o.emaDecay as number);
+    ema.trainableVariables.forEach((e, i) => e.assign(e.mul(d).add(vars[i].mul(1 - d))));
   };
 
   try {
-    for (let step = 1; step <= steps; step++) {
+    for (let step = first + 1; step <= steps; step++) {
       const idx = sampler.next(batchSize);
       const tValues = drawTimesteps(s.T, batchSize, rng);
       const noiseSeed = deriveSeed(seed, 0xe95, step);
-      const lossValue = tf.tidy(() => {
+      const { value, grads } = tf.tidy(() => {
         const x0 = tf.gather(data, tf.tensor1d(idx, 'int32'));
         const eps = tf.randomNormal(x0.shape, 0, 1, 'float32', noiseSeed);
         const t = tf.tensor1d(tValues, 'int32');
@@ -166,24 +288,47 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           if (lossType === 'vlb') return vlbLossUnchecked(model, s, x0, tValues, eps);
           return hybridLossUnchecked(model, s, x0, t, tValues, eps);
         };
-        const { value, grads } = tf.variableGrads(f, vars);
-        const g = o.gradClip !== undefined ? clipByGlobalNorm(grads, o.gradClip) : grads;
-        optimizer.applyGradients(Object.keys(g).map((name) => ({ name, tensor: g[name] })));
-        if (ema) {
-          const d = o.emaDecay as number;
-          ema.trainableVariables.forEach((e, i) => e.assign(e.mul(d).add(vars[i].mul(1 - d))));
-        }
-        return value;
+        const r = tf.variableGrads(f, vars);
+        return { value: r.value, grads: o.gradClip !== undefined ? clipByGlobalNorm(r.grads, o.gradClip) : r.grads };
       });
-      pending.push(lossValue);
-      if (step % every === 0 || step === steps) await flush(step);
+      let apply = true;
+      if (o.skipNonFinite) {
+        // One read of the loss and the squared gradient norm decides, before any weight moves.
+        const check = tf.tidy(() => tf.stack([value, sumTensors(Object.values(grads).map((g) => tf.sum(tf.square(g))))]));
+        const read = (await check.data()) as Float32Array;
+        check.dispose();
+        apply = Number.isFinite(read[0]) && Number.isFinite(read[1]);
+        if (!apply) skipped++;
+        losses[step - first - 1] = apply ? read[0] : NaN;
+      }
+      if (apply) {
+        tf.tidy(() => {
+          optimizer.applyGradients(Object.keys(grads).map((name) => ({ name, tensor: grads[name] })));
+          emaUpdate(step);
+        });
+      }
+      tf.dispose(grads);
+      if (o.skipNonFinite) value.dispose();
+      else pending.push(value);
+      done = step;
+      const atCheckpoint = o.checkpointEvery !== undefined && step % o.checkpointEvery === 0;
+      if (step % every === 0 || step === steps || o.signal?.aborted || atCheckpoint) {
+        if (o.skipNonFinite) report(step);
+        else await flush(step);
+      }
+      // Checked after the progress report, which may itself be where the stop was asked for.
+      stopped = o.signal?.aborted === true && step < steps;
+      if (o.onCheckpoint && (atCheckpoint || step === steps || stopped)) await checkpoint(step);
+      // Between reads the loop never awaits; a signal handler (SIGINT) runs only if the loop yields.
+      else if (o.signal && !stopped) await new Promise((resolve) => setImmediate(resolve));
+      if (stopped) break;
     }
   } catch (e) {
     pending.forEach((l) => l.dispose());
-    ema?.dispose();
+    if (!o.ema) ema?.dispose();
     throw e;
   } finally {
-    optimizer.dispose();
+    if (!o.optimizer) optimizer.dispose();
   }
-  return { losses, ema, seconds: (Date.now() - started) / 1000 };
+  return { losses: losses.slice(0, done - first), ema, seconds: (Date.now() - started) / 1000, step: done, stopped, skipped };
 }

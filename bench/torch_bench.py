@@ -13,6 +13,7 @@ Usage:
   torch_bench.py params '{"unetBatch": 32}'            -> JSON: parameter counts and shapes per model
   torch_bench.py bench '{"workloads": [...], "reps": 20, "sampleReps": 3, "budgetSeconds": 20, "unetBatch": 32}'
   torch_bench.py forward < {"model": "mlp"|"unet", "config": {...}, "weights": [[...], ...], "xt": [...], "shape": [...], "t": [...]}
+                          (or a list of such requests -> a list of results)
 Every mode prints one JSON object on stdout.
 """
 import json
@@ -360,6 +361,19 @@ def param_info(p):
     return {'params': sum(t.numel() for t in p.tensors), 'names': p.names, 'shapes': [list(t.shape) for t in p.tensors]}
 
 
+def forward(req):
+    cls = MlpDenoiser if req['model'] == 'mlp' else UNetDenoiser
+    model = cls(req['config'], req['weights'])
+    xt = torch.tensor(req['xt'], dtype=torch.float32).reshape(req['shape'])
+    if req['model'] == 'unet':
+        xt = xt.permute(0, 3, 1, 2)  # NHWC in, NCHW here
+    with torch.no_grad():
+        eps = model(xt, torch.tensor(req['t'], dtype=torch.long))
+    if req['model'] == 'unet':
+        eps = eps.permute(0, 2, 3, 1)
+    return {'eps': eps.reshape(-1).tolist(), **param_info(model.p)}
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else ''
     cfg = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
@@ -388,17 +402,10 @@ def main():
         print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads(), 'python': platform.python_version(),
                           'results': results}))
     elif mode == 'forward':
+        # One request or a list of them (one torch import for several checks).
         req = json.load(sys.stdin)
-        cls = MlpDenoiser if req['model'] == 'mlp' else UNetDenoiser
-        model = cls(req['config'], req['weights'])
-        xt = torch.tensor(req['xt'], dtype=torch.float32).reshape(req['shape'])
-        if req['model'] == 'unet':
-            xt = xt.permute(0, 3, 1, 2)  # NHWC in, NCHW here
-        with torch.no_grad():
-            eps = model(xt, torch.tensor(req['t'], dtype=torch.long))
-        if req['model'] == 'unet':
-            eps = eps.permute(0, 2, 3, 1)
-        print(json.dumps({'eps': eps.reshape(-1).tolist(), **param_info(model.p)}))
+        out = [forward(r) for r in req] if isinstance(req, list) else forward(req)
+        print(json.dumps(out))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

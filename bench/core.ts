@@ -56,34 +56,50 @@ export interface TimingOptions {
 }
 
 /**
- * Times `step` (which must finish its device work before resolving). Step 1 is the warm-up (kernel
- * compilation, shader pipelines, first allocations); when it takes longer than budgetSeconds it is
- * recorded alone as 'capped'. Otherwise one more untimed warm-up step runs, then
- * n = clamp(floor(budget / secondStep), minReps, reps) timed steps, so that a workload takes about
- * the budget at most; the result is their median. `now` is a clock in milliseconds (injectable for tests).
+ * Runs n units of work and resolves to each one's duration in seconds. A workload provides either
+ * this directly (the library's train(), which times its own steps) or a single `step`, which
+ * stepsRunner turns into one.
  */
-export async function measureSteps(
-  step: () => Promise<void>,
-  o: TimingOptions,
-  now: () => number = () => performance.now(),
-): Promise<Measurement> {
+export type StepRunner = (n: number) => Promise<number[]>;
+
+/** A StepRunner that times n sequential calls of `step` with the clock `now` (milliseconds). */
+export function stepsRunner(step: () => Promise<void>, now: () => number = () => performance.now()): StepRunner {
+  return async (n) => {
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const start = now();
+      await step();
+      times.push((now() - start) / 1000);
+    }
+    return times;
+  };
+}
+
+/**
+ * Times a workload. Step 1 is the warm-up (kernel compilation, shader pipelines, first
+ * allocations); when it takes longer than budgetSeconds it is recorded alone as 'capped'.
+ * Otherwise one more untimed warm-up step runs, then n = clamp(floor(budget / secondStep),
+ * minReps, reps) timed steps, so that a workload takes about the budget at most; the result is
+ * their median.
+ */
+export async function measureSteps(run: StepRunner, o: TimingOptions): Promise<Measurement> {
   checkPositiveInteger('reps', o.reps);
   if (!(typeof o.budgetSeconds === 'number' && o.budgetSeconds > 0 && Number.isFinite(o.budgetSeconds))) {
     throw new Error(`budgetSeconds must be a finite number > 0, got ${o.budgetSeconds}`);
   }
   const minReps = Math.min(o.minReps ?? 3, o.reps);
   checkPositiveInteger('minReps', minReps);
-  const timed = async (): Promise<number> => {
-    const start = now();
-    await step();
-    return (now() - start) / 1000;
+  const one = async (): Promise<number> => {
+    const t = await run(1);
+    if (t.length !== 1 || !Number.isFinite(t[0])) throw new Error(`the step runner must return 1 duration, got ${JSON.stringify(t)}`);
+    return t[0];
   };
-  const first = await timed();
+  const first = await one();
   if (first > o.budgetSeconds) return { status: 'capped', seconds: first, reps: 1, budgetSeconds: o.budgetSeconds };
-  const second = await timed();
+  const second = await one();
   const n = repsWithinBudget(second, o.reps, minReps, o.budgetSeconds);
-  const times: number[] = [];
-  for (let i = 0; i < n; i++) times.push(await timed());
+  const times = await run(n);
+  if (times.length !== n) throw new Error(`the step runner must return ${n} durations, got ${times.length}`);
   return { status: 'ok', seconds: median(times), reps: n, times, firstSeconds: first };
 }
 

@@ -52,7 +52,7 @@ async function child(args: { backend: BenchBackend; workload: WorkloadName; o: B
   try {
     const w = buildWorkload(workload, { unetBatch: o.unetBatch });
     const reps = workload === 'sample' ? o.sampleReps : o.reps;
-    const m = await measureSteps(() => w.step(), { reps, budgetSeconds: o.budgetSeconds });
+    const m = await measureSteps(w.run, { reps, budgetSeconds: o.budgetSeconds });
     if (w.params && (m.status === 'ok' || m.status === 'capped')) m.params = w.params;
     w.dispose();
     result = { measurement: m, backend: backendInfo() };

@@ -8,23 +8,22 @@
  *                mean squared error to a fixed target [256, 2], Adam(1e-3).
  *   conv         x [32, 28, 28, 1] -> conv3x3 32 -> ReLU -> conv3x3 32 -> ReLU -> conv3x3 1 ('same'
  *                padding, bias), mean squared error to a fixed target, Adam(1e-3).
- *   mlpDenoiser  the library's MlpDenoiser (default config) trained as lib/train.ts does one step:
- *                a batch of 256 from 10,000 swiss-roll points, t ~ U[1, 1000], the simple loss, Adam(1e-3).
- *   unet         the library's UNetDenoiser (default config = the MNIST U-Net), the same step on
+ *   mlpDenoiser  the library's MlpDenoiser (default config) trained by the library's train() (its
+ *                optimizer, its loop): batches of 256 from 10,000 swiss-roll points, T = 1000, the
+ *                simple loss, lr 1e-3; each step's time is taken in train()'s onProgress with
+ *                progressEvery 1, i.e. including the loss read-back that makes the device finish.
+ *   unet         the library's UNetDenoiser (default config = the MNIST U-Net), the same on
  *                [unetBatch, 28, 28, 1] images in [-1, 1].
  *   sample       sampleDDPM with an MlpDenoiser (default config): 256 samples of 2-D, T = 1000.
  */
 import * as tf from '@tensorflow/tfjs';
-import { MlpDenoiser, UNetDenoiser, linearSchedule, sampleDDPM, swissRoll } from '../lib';
+import { MlpDenoiser, UNetDenoiser, linearSchedule, sampleDDPM, swissRoll, train } from '../lib';
 import type { TrainableDenoiser } from '../lib';
-import { simpleLossUnchecked } from '../lib/loss';
-import { Rng } from '../lib/random';
-import { drawTimesteps } from '../lib/loss';
-import type { WorkloadName } from './core';
+import { StepRunner, WorkloadName, stepsRunner } from './core';
 
 export interface Workload {
-  /** One step (or one sampling run); resolves when the device is done. */
-  step(): Promise<void>;
+  /** Runs n steps (or sampling runs) and resolves to each one's seconds, the device's work included. */
+  run: StepRunner;
   /** Trainable parameters (0 for sampling, which trains nothing). */
   params: number;
   dispose(): void;
@@ -67,7 +66,7 @@ function mlp(): Workload {
     });
     return tf.losses.meanSquaredError(target, h) as tf.Scalar;
   });
-  return { step, params: countParams(vars), dispose: () => tf.dispose([...vars, x, target]) };
+  return { run: stepsRunner(step), params: countParams(vars), dispose: () => tf.dispose([...vars, x, target]) };
 }
 
 function conv(): Workload {
@@ -84,37 +83,27 @@ function conv(): Workload {
     });
     return tf.losses.meanSquaredError(target, h) as tf.Scalar;
   });
-  return { step, params: countParams(vars), dispose: () => tf.dispose([...vars, x, target]) };
+  return { run: stepsRunner(step), params: countParams(vars), dispose: () => tf.dispose([...vars, x, target]) };
 }
 
-/** One step of lib/train.ts's loop (simple loss, no clipping, no EMA) on `model` with `data`. */
-function denoiserStep(model: TrainableDenoiser, data: tf.Tensor, batch: number): Workload {
-  const s = linearSchedule(1000);
-  const rng = new Rng(7);
-  const n = data.shape[0];
-  let stepNo = 0;
-  const vars = model.trainableVariables;
-  const optimizer = tf.train.adam(1e-3);
-  const step = async () => {
-    stepNo++;
-    const idx = Int32Array.from({ length: batch }, () => rng.int(0, n - 1));
-    const tValues = drawTimesteps(s.T, batch, rng);
-    const value = tf.tidy(() => {
-      const x0 = tf.gather(data, tf.tensor1d(idx, 'int32'));
-      const eps = tf.randomNormal(x0.shape, 0, 1, 'float32', 1000 + stepNo);
-      const t = tf.tensor1d(tValues, 'int32');
-      const { value, grads } = tf.variableGrads(() => simpleLossUnchecked(model, s, x0, t, eps), vars);
-      optimizer.applyGradients(Object.keys(grads).map((name) => ({ name, tensor: grads[name] })));
-      return value;
-    });
-    await value.data();
-    value.dispose();
+/**
+ * n steps of the library's train() on `model`: one train() call of n + 1 steps with progressEvery 1
+ * (a loss read-back after every step, so each step's device work is done when onProgress runs);
+ * step k's time is the gap between onProgress k - 1 and k, and the first step (train()'s input
+ * checks, a new optimizer) is dropped. The model keeps training across calls.
+ */
+function trainSteps(model: TrainableDenoiser, data: tf.Tensor, batchSize: number): Workload {
+  const schedule = linearSchedule(1000);
+  let call = 0;
+  const run: StepRunner = async (n) => {
+    const stamps: number[] = [];
+    await train({ model, schedule, data, steps: n + 1, batchSize, lr: 1e-3, seed: call++, progressEvery: 1, onProgress: () => void stamps.push(performance.now()) });
+    return stamps.slice(1).map((t, i) => (t - stamps[i]) / 1000);
   };
   return {
-    step,
-    params: countParams(vars),
+    run,
+    params: countParams(model.trainableVariables),
     dispose: () => {
-      optimizer.dispose();
       model.dispose();
       data.dispose();
     },
@@ -125,12 +114,13 @@ function sample(): Workload {
   const model = new MlpDenoiser({ seed: 0 });
   const s = linearSchedule(1000);
   let run = 0;
+  const step = async () => {
+    const { x0 } = await sampleDDPM(model, s, [256, 2], { seed: run++ });
+    await x0.data();
+    x0.dispose();
+  };
   return {
-    step: async () => {
-      const { x0 } = await sampleDDPM(model, s, [256, 2], { seed: run++ });
-      await x0.data();
-      x0.dispose();
-    },
+    run: stepsRunner(step),
     params: 0,
     dispose: () => model.dispose(),
   };
@@ -144,10 +134,10 @@ export function buildWorkload(name: WorkloadName, o: { unetBatch: number }): Wor
     case 'conv':
       return conv();
     case 'mlpDenoiser':
-      return denoiserStep(new MlpDenoiser({ seed: 0 }), swissRoll(10000, { seed: 1 }), 256);
+      return trainSteps(new MlpDenoiser({ seed: 0 }), swissRoll(10000, { seed: 1 }), 256);
     case 'unet': {
       const images = tf.randomUniform([Math.max(256, o.unetBatch), 28, 28, 1], -1, 1, 'float32', 5);
-      return denoiserStep(new UNetDenoiser({ seed: 0 }), images, o.unetBatch);
+      return trainSteps(new UNetDenoiser({ seed: 0 }), images, o.unetBatch);
     }
     case 'sample':
       return sample();

@@ -9,7 +9,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { MlpDenoiser, UNetDenoiser } from '../lib';
-import { BENCH_DEFAULTS, Measurement, formatTable, measureSteps, median, parseBenchOptions, repsWithinBudget } from '../bench/core';
+import { BENCH_DEFAULTS, Measurement, formatTable, measureSteps, median, parseBenchOptions, repsWithinBudget, stepsRunner } from '../bench/core';
 import { expectClose, expectRejects } from './support';
 
 describe('bench: pure parts', () => {
@@ -31,21 +31,18 @@ describe('bench: pure parts', () => {
   });
 
   /** A step whose k-th call takes durations[k] ms of a fake clock. */
-  function fakeSteps(durations: number[]): { step: () => Promise<void>; now: () => number; calls: () => number } {
+  function fakeSteps(durations: number[]): { run: ReturnType<typeof stepsRunner>; calls: () => number } {
     let clock = 0;
     let k = 0;
-    return {
-      step: async () => {
-        clock += durations[Math.min(k++, durations.length - 1)];
-      },
-      now: () => clock,
-      calls: () => k,
+    const step = async () => {
+      clock += durations[Math.min(k++, durations.length - 1)];
     };
+    return { run: stepsRunner(step, () => clock), calls: () => k };
   }
 
   it('measureSteps: a first step over the budget is recorded alone, marked capped', async () => {
     const f = fakeSteps([25_000, 1]);
-    const m = await measureSteps(f.step, { reps: 10, budgetSeconds: 20 }, f.now);
+    const m = await measureSteps(f.run, { reps: 10, budgetSeconds: 20 });
     expect(m).to.deep.equal({ status: 'capped', seconds: 25, reps: 1, budgetSeconds: 20 });
     expect(f.calls()).to.equal(1);
   });
@@ -53,7 +50,7 @@ describe('bench: pure parts', () => {
   it('measureSteps: two warm-up steps are not timed; the median is over the timed steps', async () => {
     // warm-ups 500 and 400 ms, then timed 10, 30, 20, 40, 50 (reps 5, budget plenty)
     const f = fakeSteps([500, 400, 10, 30, 20, 40, 50]);
-    const m = await measureSteps(f.step, { reps: 5, budgetSeconds: 100 }, f.now);
+    const m = await measureSteps(f.run, { reps: 5, budgetSeconds: 100 });
     expect(m.status).to.equal('ok');
     const ok = m as Extract<Measurement, { status: 'ok' }>;
     expect(ok.reps).to.equal(5);
@@ -66,15 +63,16 @@ describe('bench: pure parts', () => {
   it('measureSteps: slow steps under the budget get fewer timed reps, never fewer than minReps', async () => {
     // 6 s steps, budget 20 s: floor(20 / 6) = 3 timed steps; 9 s steps: 2 fit but minReps = 3.
     const six = fakeSteps([6000]);
-    expect(((await measureSteps(six.step, { reps: 20, budgetSeconds: 20 }, six.now)) as { reps: number }).reps).to.equal(3);
+    expect(((await measureSteps(six.run, { reps: 20, budgetSeconds: 20 })) as { reps: number }).reps).to.equal(3);
     expect(six.calls()).to.equal(5);
     const two = fakeSteps([2000]);
-    expect(((await measureSteps(two.step, { reps: 20, budgetSeconds: 20 }, two.now)) as { reps: number }).reps).to.equal(10);
+    expect(((await measureSteps(two.run, { reps: 20, budgetSeconds: 20 })) as { reps: number }).reps).to.equal(10);
     expect(repsWithinBudget(9, 20, 3, 20)).to.equal(3);
     expect(repsWithinBudget(0.001, 20, 3, 20)).to.equal(20);
     expect(repsWithinBudget(9, 2, 2, 20)).to.equal(2);
-    await expectRejects(() => measureSteps(six.step, { reps: 0, budgetSeconds: 1 }), /reps must be an integer >= 1, got 0/);
-    await expectRejects(() => measureSteps(six.step, { reps: 1, budgetSeconds: -1 }), /budgetSeconds must be a finite number > 0, got -1/);
+    await expectRejects(() => measureSteps(six.run, { reps: 0, budgetSeconds: 1 }), /reps must be an integer >= 1, got 0/);
+    await expectRejects(() => measureSteps(six.run, { reps: 1, budgetSeconds: -1 }), /budgetSeconds must be a finite number > 0, got -1/);
+    await expectRejects(() => measureSteps(async () => [1, 2], { reps: 1, budgetSeconds: 5 }), /must return 1 duration, got \[1,2\]/);
   });
 
   it('parseBenchOptions: flags over BENCH_* variables, and bad values named', () => {

@@ -9,6 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { pathToFileURL } from 'url';
+import { registerWasmKernels } from './kernels';
 
 /** The backends useBestBackend tries, fastest first; 'cpu' (plain JavaScript) always works. */
 export const BACKEND_ORDER = ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
@@ -51,8 +52,13 @@ export interface BackendOptions {
 const VALID_NAMES = BACKEND_ORDER.map((n) => `'${n}'`).join(', ');
 
 // tfjs-backend-wasm disables threads under Node on purpose (tfjs issue #3830): its pthread workers
-// are started from blob: URLs, which worker_threads refuses (ERR_WORKER_PATH), so forcing the
-// WASM_HAS_MULTITHREAD_SUPPORT flag makes initialisation fail instead of running threaded.
+// are started from blob: URLs, which worker_threads refuses (ERR_WORKER_PATH, thrown by `new Worker`
+// in PThread.allocateUnusedWorker of the threaded-simd glue), so forcing the
+// WASM_HAS_MULTITHREAD_SUPPORT flag makes initialisation fail instead of running threaded. Measured
+// here (NOTES-i3-kernels.md): with the worker script written to a file and URL.createObjectURL
+// redirected, the threaded build starts, but init_with_threads_count caps the pool at
+// os.cpus().length / 2 = 1 thread on a 2-vCPU machine, and 4.22's matmul passes XNNPACK no
+// thread pool at all; so threads stay off.
 const WASM_THREADS_NODE_NOTE =
   'tfjs-backend-wasm turns threads off under Node (tfjs issue #3830): its pthread workers load from blob: URLs, which Node worker_threads rejects';
 
@@ -283,6 +289,8 @@ async function loadDawn(): Promise<DawnModule> {
 /** WebAssembly (XNNPACK). Its .wasm files load from the package folder; no setWasmPaths is needed in Node. */
 async function useWasm(): Promise<void> {
   require('@tensorflow/tfjs-backend-wasm');
+  // The package registers its kernels when first required: wrap them and add the missing ones now.
+  registerWasmKernels();
   await switchTo('wasm');
 }
 

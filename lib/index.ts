@@ -38,5 +38,7 @@ export * from './mnist';
 export * from './metrics';
 export * from './linalg';
 export * from './models';
+export { registerWasmKernels } from './kernels';
+export { FusedAdam } from './optim';
 export { Progress, formatDuration } from './progress';
 export { Figure, ReportSection, renderReport, writeFileAtomic } from './report';

@@ -44,8 +44,19 @@ export function timestepEmbedding(t: Timestep, batch: number, dim: number, maxPe
   const half = dim / 2;
   // The frequencies are made in float64 and rounded once, not built up from float32 exp/log.
   const freqs = Float32Array.from({ length: half }, (_, i) => Math.exp((-Math.log(maxPeriod) * i) / half));
+  if (typeof t === 'number') {
+    // One t for the whole batch (the samplers): one row, computed here and repeated, instead of
+    // sin and cos of a [batch, half] tensor. The argument is the float32 product t f_i, as below.
+    const row = new Float32Array(dim);
+    for (let i = 0; i < half; i++) {
+      const arg = Math.fround(Math.fround(t) * freqs[i]);
+      row[i] = Math.sin(arg);
+      row[half + i] = Math.cos(arg);
+    }
+    return batch === 1 ? tf.tensor2d(row, [1, dim]) : tf.tidy(() => tf.tile(tf.tensor2d(row, [1, dim]), [batch, 1]));
+  }
   return tf.tidy(() => {
-    const tCol = typeof t === 'number' ? tf.fill([batch, 1], t) : tf.reshape(tf.cast(t, 'float32'), [batch, 1]);
+    const tCol = tf.reshape(tf.cast(t, 'float32'), [batch, 1]);
     const args = tf.mul(tCol, tf.tensor2d(freqs, [1, half]));
     return tf.concat([tf.sin(args), tf.cos(args)], 1) as tf.Tensor2D;
   });

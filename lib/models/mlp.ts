@@ -70,9 +70,21 @@ export class MlpDenoiser implements TrainableDenoiser {
     checkInteger('xt batch size', batch, 1);
     checkModelTimestep(t, batch);
     return tf.tidy(() => {
-      const emb = timestepEmbedding(t, batch, this.config.embedDim);
-      let h = tf.concat([tf.cast(xt, 'float32') as tf.Tensor2D, emb], 1);
-      for (const layer of this.hiddenLayers) h = silu(dense(h, layer));
+      const x = tf.cast(xt, 'float32') as tf.Tensor2D;
+      const [first, ...rest] = this.hiddenLayers;
+      let h: tf.Tensor2D;
+      if (typeof t === 'number') {
+        // One t for the whole batch (the samplers): concat(x, emb) W + b = x W_x + (emb W_emb + b),
+        // and the bracket is one row, computed once instead of a [batch, embedDim] block per example.
+        const { embedDim } = this.config;
+        const hidden = this.config.hidden;
+        const kernel = first.kernel as tf.Tensor2D;
+        const row = tf.add(tf.matMul(timestepEmbedding(t, 1, embedDim), tf.slice(kernel, [D, 0], [embedDim, hidden])), first.bias);
+        h = silu(tf.add(tf.matMul(x, tf.slice(kernel, [0, 0], [D, hidden])), row));
+      } else {
+        h = silu(dense(tf.concat([x, timestepEmbedding(t, batch, this.config.embedDim)], 1), first));
+      }
+      for (const layer of rest) h = silu(dense(h, layer));
       return dense(h, this.outputLayer);
     });
   }

@@ -1,0 +1,12 @@
+/**
+ * Kernels the library adds to TensorFlow.js backends. Importing this module registers them (see
+ * lib/kernels/wasm.ts); it loads no backend package itself.
+ */
+import { registerAdamKernels } from './adam';
+import { registerWasmKernels } from './wasm';
+
+registerWasmKernels();
+registerAdamKernels();
+
+export { registerWasmKernels, wasmKernelsInstalled } from './wasm';
+export { ADAM_UPDATE, registerAdamKernels } from './adam';

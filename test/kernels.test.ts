@@ -1,0 +1,254 @@
+/**
+ * The kernels lib/kernels/wasm.ts registers for the wasm backend, each checked against the cpu
+ * backend's own kernels (an independent implementation: plain JavaScript loops in
+ * tfjs-backend-cpu): the conv gradients for strides 1 and 2, same/valid/explicit padding, batch > 1,
+ * Cin != Cout and non-square shapes; the transposed and batched matMuls; and one training step of
+ * a conv net and of a small UNetDenoiser. Also: no tensor left behind, in tfjs or in the backend.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { UNetDenoiser, linearSchedule, useBestBackend } from '../lib';
+import { simpleLossUnchecked } from '../lib/loss';
+import { expectClose, useCpu } from './support';
+
+/** Deterministic inputs in [-1.5, 1.5] that do not depend on any backend's RNG. */
+function values(n: number, seed: number): Float32Array {
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = Math.sin((i + 1) * 12.9898 * seed + seed) * 1.5;
+  return v;
+}
+
+const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** Runs fn on `backend` and returns its arrays (fn reads its tensors back itself). */
+async function on<T>(backend: 'cpu' | 'wasm', fn: () => T): Promise<T> {
+  if (backend === 'cpu') await useCpu();
+  else await useBestBackend({ prefer: 'wasm' });
+  return fn();
+}
+
+/** Backend-level buffers: catches TensorInfos a kernel made and never disposed (tf.memory() cannot see them). */
+function backendBuffers(): number {
+  return tf.backend().numDataIds();
+}
+
+type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+interface ConvCase {
+  x: [number, number, number, number];
+  filter: [number, number, number, number];
+  stride: number | [number, number];
+  pad: Pad;
+}
+
+const CONV_CASES: ConvCase[] = [
+  { x: [2, 5, 5, 3], filter: [3, 3, 3, 4], stride: 1, pad: 'same' },
+  { x: [2, 6, 6, 3], filter: [3, 3, 3, 4], stride: 2, pad: 'same' },
+  { x: [3, 7, 6, 2], filter: [3, 3, 2, 5], stride: 2, pad: 'valid' },
+  { x: [1, 8, 5, 4], filter: [3, 2, 4, 2], stride: 1, pad: 'valid' },
+  { x: [2, 9, 7, 3], filter: [3, 3, 3, 2], stride: [2, 1], pad: 'same' },
+  { x: [2, 7, 7, 3], filter: [3, 3, 3, 2], stride: 2, pad: [[0, 0], [1, 2], [0, 1], [0, 0]] },
+  { x: [2, 7, 6, 3], filter: [1, 1, 3, 6], stride: 1, pad: 'same' },
+  { x: [4, 28, 28, 1], filter: [3, 3, 1, 8], stride: 1, pad: 'same' },
+];
+
+/** dx and dW of sum(conv2d(x, w) * dy) for a fixed, non-constant dy: the two backprop kernels' outputs. */
+function convGrads(c: ConvCase): { dx: Float32Array; dW: Float32Array } {
+  return tf.tidy(() => {
+    const x = tf.tensor4d(values(size(c.x), 1), c.x);
+    const w = tf.tensor4d(values(size(c.filter), 2), c.filter);
+    const yShape = tf.conv2d(x, w, c.stride, c.pad).shape;
+    const dy = tf.tensor4d(values(size(yShape), 3), yShape);
+    const [dx, dW] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad))([x, w], dy);
+    return { dx: dx.dataSync() as Float32Array, dW: dW.dataSync() as Float32Array };
+  });
+}
+
+describe('wasm kernels (lib/kernels/wasm.ts) against the cpu backend', function () {
+  this.timeout(60000);
+
+  after(useCpu);
+
+  it('registers Conv2DBackpropFilter for wasm, which tfjs-backend-wasm 4.22 lacks', async () => {
+    await useBestBackend({ prefer: 'wasm' });
+    expect(tf.getKernel('Conv2DBackpropFilter', 'wasm'), 'Conv2DBackpropFilter on wasm').to.not.equal(undefined);
+  });
+
+  for (const c of CONV_CASES) {
+    it(`conv2d gradients (dx and dW) match cpu: x [${c.x}], filter [${c.filter}], stride ${c.stride}, pad ${JSON.stringify(c.pad)}`, async () => {
+      const cpu = await on('cpu', () => convGrads(c));
+      const buffers = await on('wasm', backendBuffers);
+      const tensors = tf.memory().numTensors;
+      const wasm = await on('wasm', () => convGrads(c));
+      // float32 sums of up to ~300 terms in different orders: 1e-5 of the largest entry.
+      expectClose(wasm.dx, cpu.dx, 1e-5 * Math.max(...cpu.dx.map(Math.abs)), 0, 'dx');
+      expectClose(wasm.dW, cpu.dW, 1e-5 * Math.max(...cpu.dW.map(Math.abs)), 0, 'dW');
+      expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
+      expect(backendBuffers(), 'wasm buffers left behind by the kernels').to.equal(buffers);
+    });
+  }
+
+  it('throws a clear Error for what the conv kernels do not support (NCHW data format)', async () => {
+    await useBestBackend({ prefer: 'wasm' });
+    const x = tf.zeros([1, 4, 4, 2]);
+    const dy = tf.zeros([1, 4, 4, 3]);
+    const run = () =>
+      tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'same', dataFormat: 'NCHW', filterShape: [3, 3, 2, 3] } as never);
+    expect(run).to.throw(/wasm Conv2DBackpropFilter: dataFormat must be 'NHWC'.*got 'NCHW'/);
+    const wrongDy = tf.zeros([1, 2, 2, 3]);
+    expect(() =>
+      tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: wrongDy }, { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 2, 3] } as never),
+    ).to.throw(/dy must have shape \[1,4,4,3\], got \[1,2,2,3\]/);
+    tf.dispose([x, dy, wrongDy]);
+  });
+
+  const MATMUL_CASES: [number[], number[], boolean, boolean][] = [
+    [[64, 32], [64, 48], true, false],
+    [[32, 64], [48, 64], false, true],
+    [[64, 32], [48, 64], true, true],
+    [[4, 32, 64], [4, 48, 64], false, true],
+    [[4, 32, 64], [4, 64, 48], false, false],
+    [[1, 32, 64], [4, 64, 48], false, false],
+    [[4, 64, 32], [1, 64, 48], true, false],
+    [[2, 3, 16, 20], [2, 3, 16, 24], true, false],
+  ];
+  for (const [aShape, bShape, ta, tb] of MATMUL_CASES) {
+    it(`matMul matches cpu: a [${aShape}]${ta ? '^T' : ''} x b [${bShape}]${tb ? '^T' : ''}`, async () => {
+      const product = () =>
+        tf.tidy(() => tf.matMul(tf.tensor(values(size(aShape), 4), aShape), tf.tensor(values(size(bShape), 5), bShape), ta, tb).dataSync());
+      const cpu = await on('cpu', product);
+      const buffers = await on('wasm', backendBuffers);
+      const wasm = await on('wasm', product);
+      expectClose(wasm, cpu, 1e-5 * Math.max(...Array.from(cpu, Math.abs)), 0, 'product');
+      expect(backendBuffers(), 'wasm buffers left behind').to.equal(buffers);
+    });
+  }
+
+  it('fused matMul with transposes, bias and relu matches cpu', async () => {
+    const product = () =>
+      tf.tidy(() =>
+        tf.fused
+          .matMul({
+            a: tf.tensor2d(values(40 * 24, 6), [40, 24]),
+            b: tf.tensor2d(values(16 * 40, 7), [16, 40]),
+            transposeA: true,
+            transposeB: true,
+            bias: tf.tensor1d(values(16, 8)),
+            activation: 'relu',
+          })
+          .dataSync(),
+      );
+    const cpu = await on('cpu', product);
+    const wasm = await on('wasm', product);
+    expectClose(wasm, cpu, 1e-5 * Math.max(...Array.from(cpu, Math.abs)), 0, 'fused product');
+  });
+
+  /** Loss, gradients and the weights after one Adam step (lr 1e-3) of a model given by its variables and loss. */
+  function adamStep(vars: tf.Variable[], loss: () => tf.Scalar): { loss: number; grads: Float32Array[]; after: Float32Array[] } {
+    const optimizer = tf.train.adam(1e-3);
+    const out = tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(loss, vars);
+      const g = vars.map((v) => grads[v.name].dataSync() as Float32Array);
+      optimizer.applyGradients(grads as tf.NamedTensorMap as never);
+      return { loss: value.dataSync()[0], grads: g, after: vars.map((v) => v.dataSync() as Float32Array) };
+    });
+    optimizer.dispose();
+    return out;
+  }
+
+  /**
+   * Tolerances of the end-to-end steps: loss within 1e-5 relative; each variable's gradient within
+   * 1e-4 of max(its largest entry, 1e-3 of the largest gradient entry of the model) (the floor is
+   * for gradients that are zero in exact arithmetic and float noise on both backends, such as the
+   * attention key bias's: softmax ignores a shift shared by all keys). Adam's first step moves each
+   * weight by about lr sign(g): the weights agree within 1e-2 lr where |g| is above that floor (the
+   * sign is certain), and within 2 lr (both moved by at most lr) where g is noise.
+   */
+  function compareSteps(name: string, wasm: ReturnType<typeof adamStep>, cpu: ReturnType<typeof adamStep>, before: Float32Array[]): void {
+    const lr = 1e-3;
+    expectClose(wasm.loss, cpu.loss, 0, 1e-5, `${name} loss`);
+    const modelScale = Math.max(...cpu.grads.map((g) => Math.max(...g.map(Math.abs))));
+    cpu.grads.forEach((g, k) => {
+      const scale = Math.max(...g.map(Math.abs), 1e-3 * modelScale);
+      expectClose(wasm.grads[k], g, 1e-4 * scale, 0, `${name} gradient of variable ${k}`);
+      for (let i = 0; i < g.length; i++) {
+        const tol = Math.abs(g[i]) > 1e-3 * scale ? 1e-2 * lr : 2 * lr;
+        const moved = cpu.after[k][i] - before[k][i];
+        if (Math.abs(wasm.after[k][i] - cpu.after[k][i]) > tol) {
+          expect.fail(`${name}: variable ${k}[${i}] after one Adam step is ${wasm.after[k][i]} on wasm, ${cpu.after[k][i]} on cpu (moved ${moved}), tolerance ${tol}`);
+        }
+      }
+    });
+  }
+
+  it('one Adam step of a 3x3 conv net (1 -> 8 -> 8 -> 1 channels, 12x10 images, batch 3, ReLU) matches cpu, leaving no tensor behind', async () => {
+    const build = () => {
+      const shapes: number[][] = [[3, 3, 1, 8], [8], [3, 3, 8, 8], [8], [3, 3, 8, 1], [1]];
+      const vars = tf.tidy(() => shapes.map((s, i) => tf.variable(tf.tensor(values(size(s), 10 + i), s).mul(0.3))));
+      const x = tf.tensor4d(values(3 * 12 * 10, 20), [3, 12, 10, 1]);
+      const target = tf.tensor4d(values(3 * 12 * 10, 21), [3, 12, 10, 1]);
+      const loss = () =>
+        tf.tidy(() => {
+          let h: tf.Tensor4D = x;
+          for (let l = 0; l < 3; l++) {
+            h = tf.add(tf.conv2d(h, vars[2 * l] as tf.Tensor4D, 1, 'same'), vars[2 * l + 1]);
+            if (l < 2) h = tf.relu(h);
+          }
+          return tf.losses.meanSquaredError(target, h) as tf.Scalar;
+        });
+      return { vars, loss, dispose: () => tf.dispose([...vars, x, target]) };
+    };
+    const run = () => {
+      const m = build();
+      const before = m.vars.map((v) => v.dataSync().slice() as Float32Array);
+      const out = adamStep(m.vars, m.loss);
+      m.dispose();
+      return { ...out, before };
+    };
+    const cpu = await on('cpu', run);
+    await on('wasm', () => undefined);
+    const tensors = tf.memory().numTensors;
+    const buffers = backendBuffers();
+    const wasm = await on('wasm', run);
+    expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
+    expect(backendBuffers(), 'wasm buffers left behind').to.equal(buffers);
+    compareSteps('conv net', wasm, cpu, cpu.before);
+  });
+
+  it('one Adam step of a small UNetDenoiser (8x8, 8 channels, two levels, attention) matches cpu, leaving no tensor behind', async () => {
+    const config = { imageSize: 8, baseChannels: 8, channelMults: [1, 2], groups: 2, zeroInitOutput: false, seed: 3 };
+    const s = linearSchedule(100);
+    const run = () => {
+      const model = new UNetDenoiser(config);
+      // Weights drawn on cpu and copied, so both backends start from the same numbers.
+      const x0 = tf.tensor4d(values(2 * 8 * 8, 30), [2, 8, 8, 1]);
+      const eps = tf.tensor4d(values(2 * 8 * 8, 31), [2, 8, 8, 1]);
+      const t = tf.tensor1d([3, 70], 'int32');
+      const before = model.trainableVariables.map((v) => v.dataSync().slice() as Float32Array);
+      const out = adamStep(model.trainableVariables, () => simpleLossUnchecked(model, s, x0, t, eps));
+      model.dispose();
+      tf.dispose([x0, eps, t]);
+      return { ...out, before };
+    };
+    const cpu = await on('cpu', run);
+    // The seeded draws differ between backends: give wasm the cpu model's weights.
+    const weights = cpu.before;
+    const runFrom = () => {
+      const model = new UNetDenoiser(config);
+      tf.tidy(() => model.trainableVariables.forEach((v, i) => v.assign(tf.tensor(weights[i], v.shape))));
+      const x0 = tf.tensor4d(values(2 * 8 * 8, 30), [2, 8, 8, 1]);
+      const eps = tf.tensor4d(values(2 * 8 * 8, 31), [2, 8, 8, 1]);
+      const t = tf.tensor1d([3, 70], 'int32');
+      const out = adamStep(model.trainableVariables, () => simpleLossUnchecked(model, s, x0, t, eps));
+      model.dispose();
+      tf.dispose([x0, eps, t]);
+      return out;
+    };
+    await on('wasm', () => undefined);
+    const tensors = tf.memory().numTensors;
+    const buffers = backendBuffers();
+    const wasm = await on('wasm', runFrom);
+    expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
+    expect(backendBuffers(), 'wasm buffers left behind').to.equal(buffers);
+    compareSteps('UNetDenoiser', wasm, cpu, weights);
+  });
+});

@@ -31,7 +31,9 @@ export type Measurement =
   | { status: 'unsupported'; error: string }
   /** The backend is not available at all on this machine. */
   | { status: 'unavailable'; error: string }
-  /** Something went wrong that is not the backend's limitation (a wrong port, a crash, a hard timeout). */
+  /** No step finished within the hard timeout (--timeout): the child was killed; the time is a lower bound. */
+  | { status: 'timedOut'; seconds: number }
+  /** Something went wrong that is not the backend's limitation (a wrong port, a crash). */
   | { status: 'failed'; error: string };
 
 /** The median of a non-empty list (mean of the middle two for an even count). */
@@ -167,6 +169,8 @@ export function formatTable(t: BenchTableInput): string {
           if (isTorch || refSeconds === undefined) return time;
           return `${time} (${formatRatio(m.seconds / refSeconds)})`;
         }
+        case 'timedOut':
+          return `> ${formatSeconds(m.seconds)} (killed)`;
         case 'unsupported':
           return `unsupported ${note(m.error)}`;
         case 'unavailable':
@@ -181,7 +185,10 @@ export function formatTable(t: BenchTableInput): string {
     lines.push(`| ${row.map(escapeCell).join(' | ')} |`);
   }
   const footer = notes.map((n, i) => `[${i + 1}] ${n}`);
-  const legend = torchCol ? ['(r×) = this time / PyTorch\'s in the same run. "capped": the first step alone exceeded the time budget; its time includes warm-up.'] : [];
+  const legend = [
+    ...(torchCol ? ["(r×) = this time / PyTorch's in the same run."] : []),
+    '"capped": the first step alone exceeded the time budget; its time includes warm-up. "killed": no step finished within the timeout.',
+  ];
   return [...lines, '', ...legend, ...footer].join('\n').trimEnd() + '\n';
 }
 

@@ -100,11 +100,9 @@ function runChild(backend: BenchBackend, workload: WorkloadName, o: BenchOptions
       }
       fs.rmSync(outFile, { force: true });
       if (r) return resolve(r);
-      const seconds = ((Date.now() - started) / 1000).toFixed(0);
-      const why =
-        signal === 'SIGKILL' && Date.now() - started >= o.timeoutSeconds * 1000
-          ? `no result within the ${o.timeoutSeconds} s timeout (--timeout)`
-          : `the child process ended (code ${code}, signal ${signal}) after ${seconds} s without a result: ${log.trim().split('\n').slice(-3).join(' / ')}`;
+      const seconds = (Date.now() - started) / 1000;
+      if (signal === 'SIGKILL' && seconds >= o.timeoutSeconds) return resolve({ measurement: { status: 'timedOut', seconds } });
+      const why = `the child process ended (code ${code}, signal ${signal}) after ${seconds.toFixed(0)} s without a result: ${log.trim().split('\n').slice(-3).join(' / ')}`;
       resolve({ measurement: { status: 'failed', error: why } });
     });
   });
@@ -166,7 +164,9 @@ const describe = (m: Measurement): string =>
     ? `${formatSeconds(m.seconds)} (median of ${m.reps}, first ${formatSeconds(m.firstSeconds)})`
     : m.status === 'capped'
       ? `${formatSeconds(m.seconds)} (1 step, over the ${m.budgetSeconds} s budget: capped)`
-      : `${m.status}: ${m.error}`;
+      : m.status === 'timedOut'
+        ? `killed after ${formatSeconds(m.seconds)} (--timeout) before a step finished`
+        : `${m.status}: ${m.error}`;
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);

@@ -93,24 +93,26 @@ describe('bench: pure parts', () => {
     const ok = (seconds: number): Measurement => ({ status: 'ok', seconds, reps: 5, times: [seconds], firstSeconds: seconds });
     const table = formatTable({
       workloads: ['mlp', 'unet'],
-      backends: ['cpu', 'wasm'],
+      backends: ['cpu', 'wasm', 'webgpu'],
       results: {
         cpu: { mlp: ok(0.084), unet: { status: 'capped', seconds: 270, reps: 1, budgetSeconds: 20 } },
         wasm: { mlp: ok(0.028), unet: { status: 'unsupported', error: "Kernel 'Conv2DBackpropFilter' not registered | wasm" } },
+        webgpu: { mlp: { status: 'timedOut', seconds: 900 }, unet: { status: 'failed', error: 'crashed' } },
       },
       torch: { mlp: ok(0.0031), unet: ok(0.5) },
       torchLabel: 'PyTorch 1.13',
       unetBatch: 32,
     });
     const lines = table.split('\n');
-    expect(lines[0]).to.equal('| workload | cpu | wasm | PyTorch 1.13 |');
-    expect(lines[1]).to.equal('| --- | ---: | ---: | ---: |');
+    expect(lines[0]).to.equal('| workload | cpu | wasm | webgpu | PyTorch 1.13 |');
+    expect(lines[1]).to.equal('| --- | ---: | ---: | ---: | ---: |');
     // 0.084 / 0.0031 = 27.1, 0.028 / 0.0031 = 9.03, 270 / 0.5 = 540
-    expect(lines[2]).to.equal('| MLP 3→128→128→128→2, batch 256: Adam step | 84.0 ms (27.1×) | 28.0 ms (9.03×) | 3.10 ms |');
+    expect(lines[2]).to.equal('| MLP 3→128→128→128→2, batch 256: Adam step | 84.0 ms (27.1×) | 28.0 ms (9.03×) | > 900 s (killed) | 3.10 ms |');
     expect(lines[3]).to.equal(
-      '| UNetDenoiser (MNIST default), batch 32: Adam step | 270 s (1 step, capped) (540×) | unsupported [1] | 500 ms |',
+      '| UNetDenoiser (MNIST default), batch 32: Adam step | 270 s (1 step, capped) (540×) | unsupported [1] | **failed** [2] | 500 ms |',
     );
     expect(table).to.include("[1] Kernel 'Conv2DBackpropFilter' not registered | wasm");
+    expect(table).to.include('[2] crashed');
     const noTorch = formatTable({ workloads: ['sample'], backends: ['cpu'], results: {}, torch: null, unetBatch: 32 });
     expect(noTorch.split('\n')[2]).to.equal('| 256 2-D samples, T = 1000, MlpDenoiser (sampleDDPM) | not run |');
   });

@@ -10,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { MlpDenoiser, UNetDenoiser, elboTerms, gaussianMixture2d, linearSchedule, sampleDDPM, train, useBestBackend } from '../lib';
+import { sumTensors } from '../lib/validate';
 import { expectClose, useCpu } from './support';
 
 /** Every trainable weight of a model, read asynchronously and concatenated. */
@@ -144,5 +145,15 @@ describe('the library on webgpu (Dawn)', function () {
       if (d > worst) [worst, worstName] = [d, name];
     });
     console.log(`      max |webgpu - cpu|: U-Net weights ${worst.toExponential(1)} (${worstName}), losses ${maxAbsDiff(onGpu.losses, onCpu.losses).toExponential(1)}`);
+  });
+
+  it('sums 12 tensors exactly (the library adds pairwise: tf.addN of >= 8 inputs exceeds the 8 storage buffers and returns a stale result)', async function () {
+    requireAdapter(this);
+    await useBestBackend({ prefer: 'webgpu' });
+    // Small integers: every partial sum is exact in float32, so any other value is a wrong kernel.
+    const xs = Array.from({ length: 12 }, (_, i) => tf.fill([5], i + 1));
+    const total = sumTensors(xs);
+    expect(Array.from(await total.data())).to.deep.equal([78, 78, 78, 78, 78]);
+    tf.dispose([...xs, total]);
   });
 });

@@ -143,8 +143,8 @@ export interface BenchTableInput {
 }
 
 /**
- * The markdown table: each cell is the median time, "(r× PyTorch)" when PyTorch has a time for that
- * row, "capped" for a single over-budget step (its time is a lower bound), and footnote numbers for
+ * The markdown table: each cell is the median time, "(r× PyTorch)" when PyTorch has a median for
+ * that row (not for a capped PyTorch cell), "capped" for a single over-budget step (its time is a lower bound), and footnote numbers for
  * unsupported/failed cells whose messages are listed under the table.
  */
 export function formatTable(t: BenchTableInput): string {
@@ -159,7 +159,8 @@ export function formatTable(t: BenchTableInput): string {
   const lines = [`| ${header.join(' | ')} |`, `| ${header.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`];
   for (const w of t.workloads) {
     const ref = t.torch?.[w];
-    const refSeconds = ref && (ref.status === 'ok' || ref.status === 'capped') ? ref.seconds : undefined;
+    // A capped PyTorch cell is one warm-up step, not a step time: no ratio against it.
+    const refSeconds = ref && ref.status === 'ok' ? ref.seconds : undefined;
     const cell = (m: Measurement | undefined, isTorch: boolean): string => {
       if (!m) return 'not run';
       switch (m.status) {

@@ -113,6 +113,14 @@ describe('bench: pure parts', () => {
     );
     expect(table).to.include("[1] Kernel 'Conv2DBackpropFilter' not registered | wasm");
     expect(table).to.include('[2] crashed');
+    const cappedRef = formatTable({
+      workloads: ['sample'],
+      backends: ['wasm'],
+      results: { wasm: { sample: ok(4.67) } },
+      torch: { sample: { status: 'capped', seconds: 75, reps: 1, budgetSeconds: 20 } },
+      unetBatch: 32,
+    });
+    expect(cappedRef.split('\n')[2]).to.equal('| 256 2-D samples, T = 1000, MlpDenoiser (sampleDDPM) | 4.67 s | 75.0 s (1 step, capped) |');
     const noTorch = formatTable({ workloads: ['sample'], backends: ['cpu'], results: {}, torch: null, unetBatch: 32 });
     expect(noTorch.split('\n')[2]).to.equal('| 256 2-D samples, T = 1000, MlpDenoiser (sampleDDPM) | not run |');
   });

@@ -9,6 +9,7 @@
  * folder (default out); DDPM_WORKBOOK_ECHO=1 shows each notebook's own output as it runs.
  */
 import * as path from 'path';
+import { projectRoot, workbookNotebooks } from './notebook/project';
 import { RunnerName, WorkbookMode } from './notebook/types';
 import { buildWorkbook } from './notebook/workbook';
 
@@ -40,8 +41,8 @@ export function mainSettings(env: NodeJS.ProcessEnv = process.env): MainSettings
 if (require.main === module) {
   (async () => {
     const s = mainSettings();
+    if (workbookNotebooks().length === 0) throw new Error(`no notebooks found in ${path.join(projectRoot(), 'notebooks')}`);
     const result = await buildWorkbook({ ...s, log: process.stdout });
-    if (result.notebooks.length === 0) throw new Error('no notebooks found in notebooks/');
     if (!result.ok) process.exitCode = 1;
   })().catch((e) => {
     console.error(`npm start failed: ${e instanceof Error ? e.message : String(e)}`);

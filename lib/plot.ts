@@ -206,5 +206,10 @@ export function plot(figure: Figure): PlotHandle {
     else console.log(`${update ? '(updated) ' : ''}${bundle['text/plain']}`);
   };
   show(figure, false);
-  return { displayId, update: (f: Figure) => show(f, true) };
+  // tslab prints a cell's last expression: `plot(...)` at the end of a cell shows this line, not the object
+  return {
+    displayId,
+    update: (f: Figure) => show(f, true),
+    [Symbol.for('nodejs.util.inspect.custom')]: () => `(plot ${displayId}: handle.update(figure) redraws it)`,
+  } as PlotHandle;
 }

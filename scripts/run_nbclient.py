@@ -7,7 +7,7 @@ tslab reports a failing cell only on stderr: its execute_reply says status "erro
 queued cells "abort") but carries no ename/traceback, and with allow_errors nbclient raises
 nothing. So this script runs the cells itself, one by one, reads every execute_reply through
 nbclient's on_cell_executed hook, and stops at the first cell whose reply is not "ok" (or which
-produced an error output), naming it. Exit status: 0 ok, 1 a cell failed, 2 the runner itself failed.
+produced an error output, or logged an unhandled rejection), naming it. Exit status: 0 ok, 1 a cell failed, 2 the runner itself failed.
 """
 import argparse
 import json
@@ -19,6 +19,7 @@ try:
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from nbclient.util import run_sync
 except ImportError as e:  # the TypeScript side checks this first and says how to install
     print(f"run_nbclient.py: {e}: install Debian's python3-nbclient (apt-get install python3-nbclient jupyter-nbconvert)", file=sys.stderr)
     sys.exit(2)
@@ -33,6 +34,33 @@ def first_line(source):
 
 def text_of(outputs, name):
     return "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream" and o.get("name") == name)
+
+
+# Read back the kernel's check registry (lib/check.ts) after the last cell, in the kernel itself:
+# a check that failed between two cells (an un-awaited async check) printed to a request nbclient
+# no longer listens to, so only the registry still knows. The short wait lets late rejections settle.
+QUERY = (
+    "await new Promise((r) => setTimeout(r, 100));\n"
+    "console.log('@@DDPM_CHECKS@@' + JSON.stringify((globalThis as any)[Symbol.for('ddpm-workbook.checks')] ?? []));\n"
+)
+
+
+def query_checks(client, timeout):
+    msg_id = client.kc.execute(QUERY, store_history=False)
+    out = ""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        msg = run_sync(client.kc.get_iopub_msg)(timeout=max(1, deadline - time.time()))
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream" and msg["content"].get("name") == "stdout":
+            out += msg["content"]["text"]
+        if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+            break
+    for line in out.split("\n"):
+        if line.startswith("@@DDPM_CHECKS@@"):
+            return json.loads(line[len("@@DDPM_CHECKS@@"):])
+    return None
 
 
 def main():
@@ -64,6 +92,7 @@ def main():
     cell_seconds = []
     startup = None
     code_cell = 0
+    checks = None
     try:
         client.reset_execution_trackers()
         with client.setup_kernel():
@@ -88,8 +117,13 @@ def main():
                 reply = replies.get(index)
                 status = reply.get("status") if reply else "no-reply"
                 errors = [o for o in cell.outputs if o.get("output_type") == "error"]
+                stderr = text_of(cell.outputs, "stderr")
+                # tslab's kernel logs a rejection nobody awaited (an un-awaited async check) on
+                # stderr with these prefixes and still replies "ok": that is a failure too
+                if status == "ok" and not errors and ("UnhandledPromiseRejection:" in stderr or "UncaughtException:" in stderr):
+                    status = "async-error"
                 if status != "ok" or errors:
-                    message = text_of(cell.outputs, "stderr")
+                    message = stderr
                     for o in errors:
                         message += "\n%s: %s\n%s" % (o.get("ename"), o.get("evalue"), "\n".join(o.get("traceback", [])))
                     if reply and reply.get("ename"):
@@ -97,6 +131,10 @@ def main():
                     failure = dict(where, status=status if status != "ok" else "error-output",
                                    message=message.strip() or "(the kernel reported %r without a message)" % status)
                     break
+            try:
+                checks = query_checks(client, 120)
+            except Exception as e:  # the run's verdict stands; the summary falls back to the printed lines
+                print("run_nbclient.py: could not read the check registry: %s" % e, file=sys.stderr)
     except Exception as e:  # kernel start failures and the like: the runner failed, not a cell
         failure = {"cell": 0, "codeCell": 0, "firstLine": "(kernel)", "status": "runner", "message": "%s: %s" % (type(e).__name__, e)}
     nbformat.write(nb, args.executed)
@@ -111,6 +149,8 @@ def main():
         "cellSeconds": cell_seconds,
         "stdout": stdout,
     }
+    if checks is not None:
+        result["checks"] = checks
     if failure:
         result["failure"] = failure
     tmp = args.result + ".tmp"

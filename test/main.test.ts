@@ -2,6 +2,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import { mainSettings } from '../lib/main';
+import { defaultTimeout } from '../lib/notebook/inprocess';
 import { readNotebook } from '../lib/notebook/nbformat';
 import { workbookNotebooks } from '../lib/notebook/project';
 import { summaryText } from '../lib/notebook/workbook';
@@ -21,12 +22,23 @@ describe('the main job (npm start: the whole workbook, executed, into out/)', fu
     expect(() => mainSettings({ DDPM_WORKBOOK_RUNNER: 'papermill' })).to.throw(/DDPM_WORKBOOK_RUNNER must be one of in-process, nbclient, got "papermill"/);
   });
 
+  it('gives each notebook 15 minutes in quick mode, 6 hours in full mode, or DDPM_NOTEBOOK_TIMEOUT seconds', () => {
+    expect(defaultTimeout('quick', {})).to.equal(900);
+    expect(defaultTimeout('full', {})).to.equal(21600);
+    expect(defaultTimeout('full', { DDPM_NOTEBOOK_TIMEOUT: '60' })).to.equal(60);
+    expect(() => defaultTimeout('quick', { DDPM_NOTEBOOK_TIMEOUT: 'soon' })).to.throw('DDPM_NOTEBOOK_TIMEOUT must be a number of seconds > 0, got "soon"');
+  });
+
   it('writes each executed notebook, its HTML page, vendor/ for offline viewing, an index linking them, and summary.json', async () => {
     const b = await quickWorkbook();
     const names = [...workbookNotebooks().map((f) => path.basename(f, '.ipynb')), 'workbook'];
     expect(b.notebooks.map((n) => n.name)).to.deep.equal(names);
-    const files = fs.readdirSync(b.outDir).sort();
+    const files = fs.readdirSync(b.outDir).filter((f) => f !== 'figures').sort();
     expect(files).to.deep.equal([...names.flatMap((n) => [`${n}.html`, `${n}.ipynb`]), 'index.html', 'summary.json', 'vendor'].sort(), 'no temporary files left');
+    const figures = path.join(path.dirname(workbookNotebooks()[0] ?? ''), 'figures');
+    if (workbookNotebooks().length > 0 && fs.existsSync(figures)) {
+      expect(fs.readdirSync(path.join(b.outDir, 'figures')).sort(), 'notebooks/figures is copied beside the pages').to.deep.equal(fs.readdirSync(figures).sort());
+    }
     const index = fs.readFileSync(b.index, 'utf8');
     for (const n of names) expect(index).to.include(`href="${n}.html"`).and.include(`href="${n}.ipynb"`);
     expect(index).to.include('alphaBar_t equals the running product of (1 - beta_s)');

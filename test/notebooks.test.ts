@@ -9,8 +9,11 @@ import { runInProcess } from '../lib/notebook/inprocess';
 import { JUPYTER_INSTALL_HINT, jupyterMissing, runWithKernel } from '../lib/notebook/kernel';
 import { Notebook, committedProblems, joinSource, readNotebook } from '../lib/notebook/nbformat';
 import { ensureBuilt, projectRoot, workbookNotebooks } from '../lib/notebook/project';
-import { NotebookRun, describeFailure } from '../lib/notebook/types';
-import { BUILD_TIMEOUT_MS, FAILING_CELL, FAILING_FIXTURE, FIXTURES, quickWorkbook, tempDir } from './fixtures/quick-workbook';
+import { NotebookRun, describeFailure, errorLine, lateCheckFailure } from '../lib/notebook/types';
+import { planLab } from '../lib/notebook/lab';
+import { parseArgs } from '../lib/notebook/cli';
+import { spawnSync } from 'child_process';
+import { BUILD_TIMEOUT_MS, FAILING_CELL, FAILING_FIXTURE, FIXTURES, kernelWorkbookRuns, quickWorkbook, tempDir, wantKernelPass } from './fixtures/quick-workbook';
 
 const root = projectRoot();
 const notebooks = workbookNotebooks(root);
@@ -45,6 +48,7 @@ function expectFailingFixture(run: NotebookRun): void {
 
 describe('the workbook notebooks', function () {
   this.timeout(BUILD_TIMEOUT_MS);
+  wantKernelPass();
 
   it(`committed notebooks (${notebooks.length} in notebooks/, plus the fixtures) carry no outputs and null execution counts`, () => {
     const fixtures = fs.readdirSync(FIXTURES).filter((f) => f.endsWith('.ipynb')).map((f) => path.join(FIXTURES, f));
@@ -73,6 +77,13 @@ describe('the workbook notebooks', function () {
 
     it('stops at the fixture\'s failing middle cell and names the notebook, the cell and its first line', async () => {
       expectFailingFixture(await runInProcess(FAILING_FIXTURE, { mode: 'quick', executed: path.join(tempDir('ddpm-fail-'), 'failing.ipynb') }));
+    });
+
+    it('fails a notebook that outlives its time limit (the child is killed), saying so', async () => {
+      const run = await runInProcess(FAILING_FIXTURE, { mode: 'quick', executed: path.join(tempDir('ddpm-slow-'), 'f.ipynb'), timeoutSeconds: 0.3 });
+      expect(run.ok).to.equal(false);
+      expect(run.failure).to.include({ status: 'timeout', cell: 0 });
+      expect(describeFailure(run)).to.include('timed out (the runner process (limit 0.3 s))');
     });
 
     it('runs the fixture chapter green: checks recorded, plots as bundles, update() replaced in place', async () => {
@@ -113,12 +124,67 @@ describe('the workbook notebooks', function () {
       expectFailingFixture(await runWithKernel(FAILING_FIXTURE, { mode: 'quick', executed: path.join(tempDir('ddpm-fail-'), 'failing.ipynb') }));
     });
 
+    it('fails on an async check nobody awaited (its output is lost between requests; the kernel\'s check registry is not)', async () => {
+      const run = await runWithKernel(path.join(FIXTURES, 'async-unawaited.ipynb'), { mode: 'quick', executed: path.join(tempDir('ddpm-async-'), 'a.ipynb') });
+      expect(run.ok).to.equal(false);
+      expect(run.failure).to.include({ cell: 3, codeCell: 2, status: 'async-error' });
+      expect(run.failure?.message).to.include('async false claim, not awaited').and.include('expected 1 to equal 2');
+      expect(run.checks.map((c) => [c.description, c.ok])).to.deep.equal([
+        ['two plus two is four', true],
+        ['async false claim, not awaited', false],
+      ]);
+    });
+
     for (const file of notebooks) {
       it(`${name(file)} runs green in quick mode`, async () => {
-        const run = await runWithKernel(file, { mode: 'quick', executed: path.join(tempDir('ddpm-kernel-'), `${name(file)}.ipynb`) });
+        const run = (await kernelWorkbookRuns()).get(file)!;
         expect(run.ok, describeFailure(run)).to.equal(true);
         expect(run.checks.length).to.be.above(0);
       });
     }
+  });
+
+  describe('the commands around the runners', () => {
+    it('lateCheckFailure blames the cell holding a failed check\'s description, else the last code cell', () => {
+      const nb = readNotebook(FAILING_FIXTURE);
+      const ok = { description: 'two plus two is four', ok: true, seconds: 0 };
+      expect(lateCheckFailure(nb, [ok])).to.equal(undefined);
+      const bad = { description: 'one plus one is three (false on purpose: the runners must stop here)', ok: false, seconds: 0, error: 'expected 2 to equal 3' };
+      expect(lateCheckFailure(nb, [ok, bad])).to.include({ ...FAILING_CELL, status: 'async-error' });
+      const elsewhere = { description: 'built at run time', ok: false, seconds: 0, error: 'x' };
+      expect(lateCheckFailure(nb, [elsewhere])).to.include({ cell: 4, codeCell: 3 });
+    });
+
+    it('errorLine picks what went wrong out of tslab\'s stderr', () => {
+      expect(errorLine('/x/check.js:39\n    throw new Error(...)\n    ^\n\nError: a: expected 2 to equal 3\n    at fail')).to.equal('Error: a: expected 2 to equal 3');
+      expect(errorLine('3:7 - Cannot find name \'x\'.\n')).to.equal("3:7 - Cannot find name 'x'.");
+      expect(errorLine('UnhandledPromiseRejection: TypeError: boom')).to.equal('UnhandledPromiseRejection: TypeError: boom');
+    });
+
+    it('npm run notebooks parses its arguments, rejecting unknown ones by name', () => {
+      expect(parseArgs(['a.ipynb', '--runner=nbclient', '--echo'])).to.deep.include({ notebooks: [path.resolve('a.ipynb')], mode: 'quick', runner: 'nbclient', echo: true, outDir: path.resolve('out/quick') });
+      expect(parseArgs(['--full'])).to.deep.include({ notebooks: undefined, mode: 'full', outDir: path.resolve('out') });
+      expect(() => parseArgs(['--runner=papermill'])).to.throw('--runner must be in-process or nbclient, got "papermill"');
+      expect(() => parseArgs(['--fast'])).to.throw(/unknown option --fast/);
+    });
+
+    it('npm run lab registers the project\'s tslab kernel and says which front end it starts (--print starts nothing)', function () {
+      const missing = jupyterMissing();
+      if (missing !== null) {
+        if (process.env.CI === 'true') throw new Error(`under CI this must run, but ${missing}: ${JUPYTER_INSTALL_HINT}`);
+        this.skip();
+      }
+      const plan = planLab();
+      expect(plan.frontEnd).to.be.oneOf(['JupyterLab', 'classic notebook']);
+      expect(plan.args).to.include(`--notebook-dir=${root}`);
+      const spec = JSON.parse(fs.readFileSync(path.join(plan.env.JUPYTER_PATH.split(path.delimiter)[0], 'kernels', 'tslab', 'kernel.json'), 'utf8'));
+      expect(spec).to.deep.include({ display_name: 'TypeScript', language: 'typescript' });
+      expect(spec.argv[0]).to.equal(path.join(root, 'node_modules', '.bin', 'tslab'));
+      ensureBuilt(root);
+      const r = spawnSync(process.execPath, [path.join(root, 'dist', 'lib', 'notebook', 'lab.js'), '--print'], { encoding: 'utf8', timeout: 60_000 });
+      expect(r.status, r.stderr).to.equal(0);
+      expect(r.stdout).to.match(plan.frontEnd === 'JupyterLab' ? /^Starting JupyterLab/ : /starting the classic notebook \(jupyter notebook\)/);
+      expect(r.stdout).to.include(`JUPYTER_PATH=${plan.env.JUPYTER_PATH}`);
+    });
   });
 });

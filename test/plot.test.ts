@@ -1,3 +1,4 @@
+import { inspect } from 'util';
 import { expect } from 'chai';
 import { DisplayMessage, PLOTLY_MIME, findDisplayHook, plot, plotBundle, plotSummary } from '../lib';
 
@@ -58,6 +59,8 @@ describe('plot (one Plotly figure as one MIME-bundle output)', () => {
       expect(messages[1][1]).to.equal(true);
       expect(messages[1][0].transient.display_id).to.equal(h.displayId);
       expect((messages[1][0].data[PLOTLY_MIME] as { data: unknown[] }).data).to.deep.equal([{ type: 'scatter', x: [1], y: [2] }]);
+      // tslab prints a cell's last expression: the handle shows as one short line
+      expect(inspect(h)).to.equal(`(plot ${h.displayId}: handle.update(figure) redraws it)`);
       // two plots get two display ids
       expect(plot(figure).displayId).to.not.equal(h.displayId);
     } finally {

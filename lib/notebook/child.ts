@@ -11,7 +11,7 @@ import * as path from 'path';
 import { checkResults, clearCheckResults } from '../check';
 import { writeFileAtomic } from '../report';
 import { Cell, DisplayOutput, Output, firstLine, joinSource, readNotebook, writeNotebook } from './nbformat';
-import { CellFailure, NotebookRun } from './types';
+import { CellFailure, NotebookRun, lateCheckFailure } from './types';
 
 interface Request {
   notebook: string;
@@ -150,15 +150,23 @@ async function main(): Promise<void> {
     }
     cellSeconds.push((Date.now() - t0) / 1000);
     compileSeconds.push(compileMs / 1000);
-    if (!ok || asyncError) {
-      failure = {
-        cell: i + 1,
-        codeCell,
-        firstLine: firstLine(cell),
-        status: ok ? 'async-error' : 'error',
-        message: stderrText || asyncError || '(tslab reported the failure without a message)',
-      };
+    if (!ok) {
+      failure = { cell: i + 1, codeCell, firstLine: firstLine(cell), status: 'error', message: stderrText || '(tslab reported the failure without a message)' };
       break;
+    }
+    if (asyncError) {
+      // a stray rejection surfaced while this cell ran: blame the cell of the failed check it came from, if any
+      failure = lateCheckFailure(nb, checkResults()) ?? { cell: i + 1, codeCell, firstLine: firstLine(cell), status: 'async-error', message: asyncError };
+      break;
+    }
+  }
+  if (!failure) {
+    // async checks nobody awaited may settle after the last cell
+    await new Promise((r) => setTimeout(r, 100));
+    failure = lateCheckFailure(nb, checkResults());
+    if (!failure && asyncError) {
+      const last = nb.cells.map((c, i) => ({ c, i })).filter(({ c }) => c.cell_type === 'code').pop();
+      if (last) failure = { cell: last.i + 1, codeCell, firstLine: firstLine(last.c), status: 'async-error', message: asyncError };
     }
   }
   executor.close();

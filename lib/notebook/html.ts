@@ -135,6 +135,8 @@ body { font-family: system-ui, sans-serif; max-width: 62rem; margin: 1.5rem auto
 nav { display: flex; gap: 1.5rem; font-size: 0.9rem; border-bottom: 1px solid #ddd; padding-bottom: 0.5rem; }
 .cell { margin: 1rem 0; }
 .cell.code .input { display: flex; gap: 0.5rem; }
+.cell.code .input pre { min-width: 0; }
+.outputs { min-width: 0; overflow-x: auto; }
 .prompt { color: #307fc1; font-family: monospace; min-width: 3rem; padding-top: 0.5rem; }
 pre { background: #f7f7f7; padding: 0.5rem; overflow-x: auto; margin: 0; flex: 1; }
 .outputs { margin-left: 3.5rem; }

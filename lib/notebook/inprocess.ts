@@ -2,11 +2,11 @@
  * Runner (a): tslab's own executor, no Jupyter and no Python. Each notebook runs in a fresh child
  * node process (child.ts), which writes the executed notebook and a result file that this side reads.
  */
-import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { projectRoot } from './project';
+import { diedRun, runChild } from './spawn';
 import { NotebookRun, WorkbookMode } from './types';
 
 export interface RunOptions {
@@ -14,7 +14,7 @@ export interface RunOptions {
   mode: WorkbookMode;
   /** Where the executed notebook goes. */
   executed: string;
-  /** Kill the run after this many seconds (default 1800). */
+  /** Give up on the notebook after this many seconds (default: defaultTimeout(mode)). */
   timeoutSeconds?: number;
   /** Copy the notebook's stdout/stderr to ours as it runs. */
   echo?: boolean;
@@ -23,6 +23,20 @@ export interface RunOptions {
 }
 
 const MODES: readonly WorkbookMode[] = ['quick', 'full'];
+
+/**
+ * Per-notebook time limit: DDPM_NOTEBOOK_TIMEOUT (seconds) if set, else 15 minutes in quick mode (a
+ * hung notebook fails the tests instead of hanging them) and 6 hours in full mode (07 trains MNIST).
+ */
+export function defaultTimeout(mode: WorkbookMode, env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.DDPM_NOTEBOOK_TIMEOUT;
+  if (raw !== undefined && raw !== '') {
+    const v = Number(raw);
+    if (!Number.isFinite(v) || v <= 0) throw new Error(`DDPM_NOTEBOOK_TIMEOUT must be a number of seconds > 0, got ${JSON.stringify(raw)}`);
+    return v;
+  }
+  return mode === 'quick' ? 15 * 60 : 6 * 3600;
+}
 
 export function checkMode(mode: unknown, name = 'mode'): asserts mode is WorkbookMode {
   if (!MODES.includes(mode as WorkbookMode)) throw new Error(`${name} must be one of ${MODES.join(', ')}, got ${JSON.stringify(mode)}`);
@@ -45,44 +59,16 @@ export async function runInProcess(notebook: string, options: RunOptions): Promi
   const ext = path.extname(__filename);
   const child = path.join(__dirname, `child${ext}`);
   const execArgv = ext === '.ts' ? ['--require', require.resolve('tsx/cjs', { paths: [projectRoot()] })] : [];
-  const timeoutSeconds = options.timeoutSeconds ?? 1800;
-  let stderr = '';
+  const timeoutSeconds = options.timeoutSeconds ?? defaultTimeout(options.mode);
   try {
-    const { code, signal, timedOut } = await new Promise<{ code: number | null; signal: string | null; timedOut: boolean }>((resolve, reject) => {
-      const p = spawn(process.execPath, [...execArgv, child, request], {
-        env: notebookEnv(options.mode, options.env),
-        stdio: ['ignore', options.echo ? 'inherit' : 'pipe', 'pipe'],
-      });
-      p.stdout?.on('data', () => undefined);
-      p.stderr?.on('data', (d) => {
-        stderr += String(d);
-        if (options.echo) process.stderr.write(d);
-      });
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        p.kill('SIGKILL');
-      }, timeoutSeconds * 1000);
-      p.on('error', reject);
-      p.on('close', (code, signal) => {
-        clearTimeout(timer);
-        resolve({ code, signal, timedOut });
-      });
+    const exit = await runChild(process.execPath, [...execArgv, child, request], {
+      env: notebookEnv(options.mode, options.env),
+      timeoutMs: timeoutSeconds * 1000,
+      killSignal: 'SIGKILL',
+      echo: options.echo,
     });
-    if (code === 0 && fs.existsSync(result)) return JSON.parse(fs.readFileSync(result, 'utf8')) as NotebookRun;
-    // The child died (timeout, crash, out of memory) before writing its result.
-    const why = timedOut ? `timed out after ${timeoutSeconds} s` : `the runner process exited with ${signal ?? `code ${code}`}`;
-    return {
-      runner: 'in-process',
-      notebook,
-      executed: options.executed,
-      ok: false,
-      failure: { cell: 0, codeCell: 0, firstLine: '(unknown: the process died)', status: timedOut ? 'timeout' : 'crash', message: `${why}\n${stderr.slice(-4000)}` },
-      seconds: (Date.now() - started) / 1000,
-      startupSeconds: NaN,
-      cellSeconds: [],
-      checks: [],
-    };
+    if (exit.code === 0 && fs.existsSync(result)) return JSON.parse(fs.readFileSync(result, 'utf8')) as NotebookRun;
+    return diedRun('in-process', notebook, options.executed, started, exit, `the runner process (limit ${timeoutSeconds} s)`);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

@@ -3,13 +3,16 @@
  * registered for this project only (a kernel spec under node_modules/.cache, found through
  * JUPYTER_PATH), one notebook at a time; scripts/run_nbclient.py judges every execute_reply.
  */
-import { spawn, spawnSync } from 'child_process';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { checkMode, notebookEnv, RunOptions } from './inprocess';
+import { checkMode, defaultTimeout, notebookEnv, RunOptions } from './inprocess';
 import { projectRoot } from './project';
-import { NotebookRun, checksFromText } from './types';
+import { diedRun, runChild } from './spawn';
+import { CheckResult } from '../check';
+import { readNotebook } from './nbformat';
+import { NotebookRun, checksFromText, lateCheckFailure } from './types';
 
 /** The Python that has Jupyter: DDPM_PYTHON, else Debian's /usr/bin/python3, else python3 on PATH. */
 export function pythonPath(): string {
@@ -72,57 +75,25 @@ export async function runWithKernel(notebook: string, options: RunOptions): Prom
   const started = Date.now();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-nbclient-'));
   const result = path.join(tmp, 'result.json');
-  const timeoutSeconds = options.timeoutSeconds ?? 1800;
+  const timeoutSeconds = options.timeoutSeconds ?? defaultTimeout(options.mode);
   const script = path.join(root, 'scripts', 'run_nbclient.py');
-  let stderr = '';
   try {
-    const env = kernelEnv(options, root);
-    const { code, timedOut } = await new Promise<{ code: number | null; timedOut: boolean }>((resolve, reject) => {
-      const p = spawn(pythonPath(), [script, path.resolve(notebook), path.resolve(options.executed), result, '--timeout', String(timeoutSeconds)], {
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      p.stdout.on('data', (d) => {
-        if (options.echo) process.stdout.write(d);
-      });
-      p.stderr.on('data', (d) => {
-        stderr += String(d);
-        if (options.echo) process.stderr.write(d);
-      });
-      let timedOut = false;
-      // the script's own timeout is per cell; this one bounds the whole notebook (and a stuck kernel start)
-      const timer = setTimeout(() => {
-        timedOut = true;
-        p.kill('SIGTERM');
-      }, (timeoutSeconds + 150) * 1000);
-      p.on('error', reject);
-      p.on('close', (c) => {
-        clearTimeout(timer);
-        resolve({ code: c, timedOut });
-      });
+    // the script's own limit is per cell; this one bounds the whole notebook (and a stuck kernel start)
+    const exit = await runChild(pythonPath(), [script, path.resolve(notebook), path.resolve(options.executed), result, '--timeout', String(Math.ceil(timeoutSeconds))], {
+      env: kernelEnv(options, root),
+      timeoutMs: (timeoutSeconds + 150) * 1000,
+      killSignal: 'SIGTERM',
+      echo: options.echo,
     });
-    if ((code === 0 || code === 1) && fs.existsSync(result)) {
-      const r = JSON.parse(fs.readFileSync(result, 'utf8')) as NotebookRun & { stdout: string; startupSeconds: number | null };
+    if ((exit.code === 0 || exit.code === 1) && fs.existsSync(result)) {
+      const r = JSON.parse(fs.readFileSync(result, 'utf8')) as NotebookRun & { stdout: string; startupSeconds: number | null; checks?: CheckResult[] };
       const { stdout, ...run } = r;
-      return { ...run, notebook, startupSeconds: run.startupSeconds ?? NaN, checks: checksFromText(stdout) };
+      // the kernel's own registry when the script could read it, else the printed ✓/✗ lines
+      const checks = run.checks ?? checksFromText(stdout);
+      const late = run.ok ? lateCheckFailure(readNotebook(notebook), checks) : undefined;
+      return { ...run, notebook, startupSeconds: run.startupSeconds ?? NaN, checks, ...(late ? { ok: false, failure: late } : {}) };
     }
-    return {
-      runner: 'nbclient',
-      notebook,
-      executed: options.executed,
-      ok: false,
-      failure: {
-        cell: 0,
-        codeCell: 0,
-        firstLine: '(unknown: the runner died)',
-        status: timedOut ? 'timeout' : 'runner',
-        message: `${timedOut ? 'timed out' : `run_nbclient.py exited with ${code}`}\n${stderr.slice(-4000)}`,
-      },
-      seconds: (Date.now() - started) / 1000,
-      startupSeconds: NaN,
-      cellSeconds: [],
-      checks: [],
-    };
+    return diedRun('nbclient', notebook, options.executed, started, exit, 'run_nbclient.py');
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

@@ -1,5 +1,6 @@
 /** What a runner reports about one notebook, whichever way it ran it. */
 import type { CheckResult } from '../check';
+import { Notebook, firstLine, joinSource } from './nbformat';
 
 /** Which runner executed the notebook. */
 export type RunnerName = 'in-process' | 'nbclient';
@@ -36,11 +37,21 @@ export interface NotebookRun {
   checks: CheckResult[];
 }
 
-/** One line naming the notebook, the cell number and the cell's first line, then what it printed. */
-export function describeFailure(run: NotebookRun): string {
+/** The line of a failure's stderr that says what went wrong: the first "...Error: ..." line or TypeScript diagnostic, else the first line. */
+export function errorLine(message: string): string {
+  const lines = message.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines.find((l) => /^([A-Z]\w*)?(Error|Exception|Rejection)\b.*:/.test(l) || /^\d+:\d+ - /.test(l)) ?? lines[0] ?? '';
+}
+
+/**
+ * One line naming the notebook, the cell number and the cell's first line, then what went wrong:
+ * the whole stderr, or (short) its error line only.
+ */
+export function describeFailure(run: NotebookRun, short = false): string {
   const f = run.failure;
   if (!f) return `${run.notebook}: ok`;
-  const detail = f.message.trim() ? `\n${f.message.trim()}` : '';
+  const text = short ? errorLine(f.message) : f.message.trim();
+  const detail = text ? `\n${text}` : '';
   return `${run.notebook}: cell ${f.cell} (code cell ${f.codeCell}) failed [${run.runner}, ${f.status}]: ${f.firstLine}${detail}`;
 }
 
@@ -52,4 +63,25 @@ export function checksFromText(text: string): CheckResult[] {
     if (m) out.push({ description: m[2], ok: m[1] === '✓', seconds: NaN });
   }
   return out;
+}
+
+/**
+ * A failed check that no cell reported: an async check nobody awaited settles after its cell has
+ * finished (in a real kernel its output goes to a request nbclient no longer listens to). The
+ * registry still has it: blame the code cell whose source holds the check's description (else the
+ * last code cell).
+ */
+export function lateCheckFailure(nb: Notebook, checks: CheckResult[]): CellFailure | undefined {
+  const bad = checks.find((c) => !c.ok);
+  if (!bad) return undefined;
+  const code = nb.cells.map((c, i) => ({ c, i })).filter(({ c }) => c.cell_type === 'code');
+  const hit = code.find(({ c }) => joinSource(c.source).includes(bad.description)) ?? code[code.length - 1];
+  if (!hit) return undefined;
+  return {
+    cell: hit.i + 1,
+    codeCell: code.indexOf(hit) + 1,
+    firstLine: firstLine(hit.c),
+    status: 'async-error',
+    message: `check "${bad.description}" failed after its cell had finished (an async check nobody awaited? write \`await check(...)\`): ${bad.error ?? ''}`,
+  };
 }

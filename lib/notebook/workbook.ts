@@ -4,6 +4,7 @@
  * KaTeX's CSS and fonts: the pages open offline, from file://), index.html, summary.json; prints
  * progress per notebook and, at the end, every check.
  */
+import * as fs from 'fs';
 import * as path from 'path';
 import { CheckResult } from '../check';
 import { formatDuration } from '../progress';
@@ -64,7 +65,7 @@ export function summaryText(built: BuiltNotebook[]): string {
   }
   const bad = built.filter((b) => !b.run.ok);
   lines.push('', `${built.length} notebooks, ${passed} checks passed, ${failed} failed; ${bad.length} notebook(s) failed`);
-  for (const b of bad) lines.push(`  ${describeFailure(b.run).split('\n').slice(0, 6).join('\n    ')}`);
+  for (const b of bad) lines.push(`  ${describeFailure(b.run, true).replace('\n', '\n    ')}`);
   for (const b of built) for (const e of b.mathErrors) lines.push(`  ${b.name}: KaTeX could not typeset ${JSON.stringify(e.tex)}: ${e.message}`);
   return lines.join('\n') + '\n';
 }
@@ -80,6 +81,10 @@ export async function buildWorkbook(options: BuildOptions): Promise<BuildResult>
   const log = options.log === undefined ? process.stdout : options.log;
   const say = (s: string) => log?.write(`${s}\n`);
   writeVendor(outDir);
+  // pictures the markdown links as figures/... beside the notebooks keep working beside the pages
+  for (const dir of new Set(notebooks.map((f) => path.join(path.dirname(path.resolve(f)), 'figures')))) {
+    if (fs.existsSync(dir) && fs.statSync(dir).isDirectory()) fs.cpSync(dir, path.join(outDir, 'figures'), { recursive: true });
+  }
   say(`Executing ${notebooks.length} notebook(s) in ${options.mode} mode (${runner} runner) into ${outDir}`);
   const built: BuiltNotebook[] = [];
   const names = notebooks.map((f) => path.basename(f, '.ipynb'));

@@ -56,7 +56,7 @@ const VALID_NAMES = BACKEND_ORDER.map((n) => `'${n}'`).join(', ');
 // are started from blob: URLs, which worker_threads refuses (ERR_WORKER_PATH, thrown by `new Worker`
 // in PThread.allocateUnusedWorker of the threaded-simd glue), so forcing the
 // WASM_HAS_MULTITHREAD_SUPPORT flag makes initialisation fail instead of running threaded. Measured
-// here (NOTES-i3-kernels.md): with the worker script written to a file and URL.createObjectURL
+// here (issue 3): with the worker script written to a file and URL.createObjectURL
 // redirected, the threaded build starts, but init_with_threads_count caps the pool at
 // os.cpus().length / 2 = 1 thread on a 2-vCPU machine, and 4.22's matmul passes XNNPACK no
 // thread pool at all; so threads stay off.

@@ -36,7 +36,7 @@ async function plotsOf(page: Page, timeoutMs = 90_000): Promise<PlotState[]> {
     Array.from(document.querySelectorAll('.ddpm-plot')).map((el) => ({
       id: el.id,
       svgs: el.querySelectorAll('svg.main-svg').length,
-      dataMarks: el.querySelectorAll('svg.main-svg g.trace, svg.main-svg g.hm, svg.main-svg .heatmaplayer image, svg.main-svg .pielayer .slice').length,
+      dataMarks: el.querySelectorAll('svg.main-svg g.trace, svg.main-svg g.hm, svg.main-svg .heatmaplayer image, svg.main-svg .imagelayer image, svg.main-svg .pielayer .slice').length,
       traces: ((el as unknown as { _fullData?: unknown[] })._fullData ?? []).length,
       text: (el.textContent ?? '').slice(0, 200),
     })),

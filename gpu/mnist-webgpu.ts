@@ -25,6 +25,7 @@ import { PNG } from 'pngjs';
 import { UNetDenoiser, backendInfo, elboTerms, linearSchedule, loadMnist, sampleDDPM, useBestBackend } from '../lib';
 import { drawTimesteps, simpleLossUnchecked } from '../lib/loss';
 import { Rng, deriveSeed } from '../lib/random';
+import { imageGridPng } from '../lib/image';
 import { writeFileAtomic } from '../lib/report';
 
 interface Settings {
@@ -73,31 +74,6 @@ function settings(): Settings {
   };
   if (!Number.isInteger(Math.sqrt(s.samples))) throw new Error(`--samples (GPU_SAMPLES) must be a square number (a k x k grid), got ${s.samples}`);
   return s;
-}
-
-/** A grayscale PNG grid of k x k images in [-1, 1] (NHWC, one channel), each pixel scaled up 2x. */
-function gridPng(x: Float32Array, n: number, side: number): Buffer {
-  const k = Math.round(Math.sqrt(n));
-  const scale = 2;
-  const pad = 2;
-  const cell = side * scale + pad;
-  const W = k * cell + pad;
-  const png = new PNG({ width: W, height: W });
-  png.data.fill(255);
-  for (let i = 0; i < n; i++) {
-    const ox = pad + (i % k) * cell;
-    const oy = pad + Math.floor(i / k) * cell;
-    for (let y = 0; y < side * scale; y++) {
-      for (let xx = 0; xx < side * scale; xx++) {
-        const v = x[i * side * side + Math.floor(y / scale) * side + Math.floor(xx / scale)];
-        const g = Math.max(0, Math.min(255, Math.round(((v + 1) / 2) * 255)));
-        const o = ((oy + y) * W + ox + xx) * 4;
-        png.data[o] = png.data[o + 1] = png.data[o + 2] = g;
-        png.data[o + 3] = 255;
-      }
-    }
-  }
-  return PNG.sync.write(png);
 }
 
 /** A line plot of the loss (raw in grey, moving average in black) on log-spaced y, no text; ranges go in summary.json. */
@@ -238,7 +214,7 @@ async function main(): Promise<void> {
     });
     const pixels = (await x0.data()) as Float32Array;
     x0.dispose();
-    fs.writeFileSync(path.join(s.out, 'samples.png'), gridPng(pixels, s.samples, 28));
+    fs.writeFileSync(path.join(s.out, 'samples.png'), imageGridPng(pixels, s.samples, 28, 1, 2));
     summary.sampling = { samples: s.samples, T: sched.T, seconds: (Date.now() - sampleStart) / 1000 };
     say(`sampled ${s.samples} images (T = ${sched.T}) in ${((Date.now() - sampleStart) / 1000).toFixed(1)} s`);
   } catch (e) {

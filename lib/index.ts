@@ -2,10 +2,10 @@
  * The one public door of the diffusion library: notebooks, tests and users import from here.
  * Each export's doc comment names its equation in shared/math.md and the notebook that derives it.
  */
-export * from './schedule';
-export * from './denoiser';
-export { Rng, deriveSeed } from './random';
-export { qStep, qSample, qMeanVariance } from './forward';
+export * from './diffusion/schedule';
+export * from './diffusion/denoiser';
+export { Rng, deriveSeed } from './diffusion/random';
+export { qStep, qSample, qMeanVariance } from './diffusion/forward';
 export {
   Gaussian,
   qPosterior,
@@ -15,11 +15,11 @@ export {
   predictV,
   predictX0FromV,
   predictEpsFromV,
-} from './posterior';
-export { ReverseVariance, REVERSE_VARIANCES, ReverseOptions, ReverseStep, pMeanVariance, reverseVariance } from './reverse';
-export { normalKL, normalLogPdf, discretizedGaussianLogLikelihood, bitsPerDim } from './gaussian';
-export { Decoder, ElboOptions, ElboTerms, ElboFirstForm, FirstFormEstimator, elboTerms, elboFirstForm, elboTermAt, priorTerm } from './elbo';
-export { LossType, LOSS_TYPES, LossDraws, simpleLoss, vlbLoss, hybridLoss, klNoiseWeight, sampleTimesteps } from './loss';
+} from './diffusion/posterior';
+export { ReverseVariance, REVERSE_VARIANCES, ReverseOptions, ReverseStep, pMeanVariance, reverseVariance } from './diffusion/reverse';
+export { normalKL, normalLogPdf, discretizedGaussianLogLikelihood, bitsPerDim } from './diffusion/gaussian';
+export { Decoder, ElboOptions, ElboTerms, ElboFirstForm, FirstFormEstimator, elboTerms, elboFirstForm, elboTermAt, priorTerm } from './diffusion/elbo';
+export { LossType, LOSS_TYPES, LossDraws, simpleLoss, vlbLoss, hybridLoss, klNoiseWeight, sampleTimesteps } from './diffusion/loss';
 export {
   TrajectoryPoint,
   StepInfo,
@@ -29,22 +29,22 @@ export {
   sampleDDPM,
   sampleDDIM,
   ddimTimesteps,
-} from './sampling';
-export { GaussianOptimalEps, MixtureOptimalEps, gaussianOptimalEps, mixtureOptimalEps } from './optimal';
-export { TrainOptions, TrainProgress, TrainResult, train, BatchSampler } from './train';
-export * from './backend';
-export * from './data';
-export * from './mnist';
-export * from './metrics';
-export * from './linalg';
+} from './diffusion/sampling';
+export { GaussianOptimalEps, MixtureOptimalEps, gaussianOptimalEps, mixtureOptimalEps } from './diffusion/optimal';
+export { TrainOptions, TrainProgress, TrainResult, train, BatchSampler } from './training/train';
+export * from './runtime/backend';
+export * from './data/toy';
+export * from './data/mnist';
+export * from './data/metrics';
+export * from './diffusion/linalg';
 export * from './models';
-export { registerWasmKernels } from './kernels';
-export { FusedAdam } from './optim';
-export { Progress, formatDuration } from './progress';
-export { Figure, ReportSection, renderReport, writeFileAtomic } from './report';
-export { CheckResult, check, checkResults, clearCheckResults } from './check';
-export { PlotHandle, DisplayHook, DisplayMessage, PLOTLY_MIME, plot, plotBundle, plotHtml, plotlyJson, plotSummary, findDisplayHook } from './plot';
-export { TrainCheckpoint, TrainRngState, createOptimizer } from './train';
+export { registerWasmKernels } from './runtime/kernels';
+export { FusedAdam } from './training/optim';
+export { Progress, formatDuration } from './runtime/progress';
+export { Figure, ReportSection, renderReport, writeFileAtomic } from './workbook/report';
+export { CheckResult, check, checkResults, clearCheckResults } from './workbook/check';
+export { PlotHandle, DisplayHook, DisplayMessage, PLOTLY_MIME, plot, plotBundle, plotHtml, plotlyJson, plotSummary, findDisplayHook } from './workbook/plot';
+export { TrainCheckpoint, TrainRngState, createOptimizer } from './training/train';
 export {
   RunManifest,
   LoadedRun,
@@ -61,4 +61,4 @@ export {
   loadRunForResume,
   buildModel,
   modelKind,
-} from './checkpoint';
+} from './training/checkpoint';

@@ -218,12 +218,12 @@ describe('backend choice (useBestBackend)', function () {
     expect((await useBestBackend({ prefer: 'wasm' })).name).to.equal('wasm');
   });
 
-  it('importing lib/backend registers no backend, loads no optional package and sets no global', () => {
+  it('importing lib/runtime/backend registers no backend, loads no optional package and sets no global', () => {
     const script = `
       const tf = require('@tensorflow/tfjs');
       const before = tf.engine().backendNames().join(',');
       const navigatorBefore = typeof globalThis.navigator;
-      require('./lib/backend');
+      require('./lib/runtime/backend');
       const loaded = Object.keys(require.cache).filter((p) => /tfjs-backend-(wasm|webgpu)|tfjs-node|[\\\\/]webgpu[\\\\/]/.test(p));
       console.log(JSON.stringify({ before, after: tf.engine().backendNames().join(','), loaded,
         navigatorBefore, navigator: typeof globalThis.navigator, backend: tf.engine().backendName || null }));`;

@@ -8,8 +8,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import type { Browser, Page } from 'playwright-core';
-import { jupyterMissing, pythonPath, JUPYTER_INSTALL_HINT } from '../lib/notebook/kernel';
-import { plotHtml } from '../lib/plot';
+import { jupyterMissing, pythonPath, JUPYTER_INSTALL_HINT } from '../lib/workbook/runners/kernel';
+import { plotHtml } from '../lib/workbook/plot';
 import { BUILD_TIMEOUT_MS, quickWorkbook, tempDir } from './fixtures/quick-workbook';
 
 const CHROMIUM = process.env.DDPM_CHROMIUM ?? '/usr/bin/chromium';

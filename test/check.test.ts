@@ -79,13 +79,13 @@ describe('check (the notebooks\' assertion wrapper)', () => {
 
   it('keeps one registry per process (globalThis), shared by every copy of the module', async () => {
     await printed(() => check('first', () => undefined));
-    // a second copy of the module (as dist/lib/check.js is beside lib/check.ts) sees the same list
-    const id = require.resolve('../lib/check');
+    // a second copy of the module (as dist/lib/workbook/check.js is beside lib/workbook/check.ts) sees the same list
+    const id = require.resolve('../lib/workbook/check');
     const cached = require.cache[id];
     delete require.cache[id];
     try {
       // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const copy = require('../lib/check') as typeof import('../lib/check');
+      const copy = require('../lib/workbook/check') as typeof import('../lib/workbook/check');
       expect(copy.checkResults).to.not.equal(checkResults);
       expect(copy.checkResults().map((r) => r.description)).to.deep.equal(['first']);
     } finally {

@@ -1,6 +1,6 @@
 /**
  * The ddpm command line, run as the user runs it: real child processes (signals, kill -9, a full
- * disk) on a bundle of lib/cli.ts made before the tests (so they test the source, not a stale
+ * disk) on a bundle of lib/cli/ddpm.ts made before the tests (so they test the source, not a stale
  * dist/), and in-process main() calls for the usage errors.
  */
 import { ChildProcess, spawn, spawnSync } from 'child_process';
@@ -10,7 +10,7 @@ import * as path from 'path';
 import { expect } from 'chai';
 import { PNG } from 'pngjs';
 import { MANIFEST_FILE, loadRun, readManifest } from '../lib';
-import { main } from '../lib/cli';
+import { main } from '../lib/cli/ddpm';
 
 const ROOT = path.join(__dirname, '..');
 const CLI = path.join(ROOT, 'dist', 'test-cli', 'cli.js');
@@ -71,14 +71,14 @@ describe('the ddpm command line', function () {
   before(() => {
     // esbuild is a devDependency; one bundle of the current source, node_modules left external.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    require('esbuild').buildSync({ entryPoints: [path.join(ROOT, 'lib', 'cli.ts')], bundle: true, platform: 'node', packages: 'external', outfile: CLI, logLevel: 'warning' });
+    require('esbuild').buildSync({ entryPoints: [path.join(ROOT, 'lib', 'cli', 'ddpm.ts')], bundle: true, platform: 'node', packages: 'external', outfile: CLI, logLevel: 'warning' });
   });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
   it('has a bin entry with a shebang, and --help for every command (exit 0)', async () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
-    expect(pkg.bin).to.deep.equal({ ddpm: 'dist/lib/cli.js' });
-    expect(fs.readFileSync(path.join(ROOT, 'lib', 'cli.ts'), 'utf8').startsWith('#!/usr/bin/env node\n')).to.equal(true);
+    expect(pkg.bin).to.deep.equal({ ddpm: 'dist/lib/cli/ddpm.js' });
+    expect(fs.readFileSync(path.join(ROOT, 'lib', 'cli', 'ddpm.ts'), 'utf8').startsWith('#!/usr/bin/env node\n')).to.equal(true);
     const top = await run(['--help']);
     expect(top.code).to.equal(0);
     expect(top.stdout).to.match(/usage: ddpm <command>[\s\S]*train[\s\S]*sample[\s\S]*eval[\s\S]*info/);

@@ -336,7 +336,7 @@ describe('Gaussian mixtures', () => {
 describe('MNIST from the mnist package', function () {
   this.timeout(60000);
   const digitsDir = path.join(path.dirname(require.resolve('mnist/package.json')), 'src', 'digits');
-  // Read independently of lib/mnist.ts: the package's own float pixels, per digit.
+  // Read independently of lib/data/mnist.ts: the package's own float pixels, per digit.
   const raw: number[][] = [];
   let all: { images: Float32Array; labels: Int32Array };
   let train: { images: Float32Array; labels: Int32Array };

@@ -1,5 +1,5 @@
 /**
- * The kernels lib/kernels/wasm.ts registers for the wasm backend, each checked against the cpu
+ * The kernels lib/runtime/kernels/wasm.ts registers for the wasm backend, each checked against the cpu
  * backend's own kernels (an independent implementation: plain JavaScript loops in
  * tfjs-backend-cpu): the conv gradients for strides 1 and 2, same/valid/explicit padding, batch > 1,
  * Cin != Cout and non-square shapes; the transposed and batched matMuls; and one training step of
@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { UNetDenoiser, linearSchedule, useBestBackend } from '../lib';
-import { simpleLossUnchecked } from '../lib/loss';
+import { simpleLossUnchecked } from '../lib/diffusion/loss';
 import { expectClose, useCpu } from './support';
 
 /** Deterministic inputs in [-1.5, 1.5] that do not depend on any backend's RNG. */
@@ -63,7 +63,7 @@ function convGrads(c: ConvCase): { dx: Float32Array; dW: Float32Array } {
   });
 }
 
-describe('wasm kernels (lib/kernels/wasm.ts) against the cpu backend', function () {
+describe('wasm kernels (lib/runtime/kernels/wasm.ts) against the cpu backend', function () {
   this.timeout(60000);
 
   after(useCpu);

@@ -1,11 +1,11 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
-import { mainSettings } from '../lib/main';
-import { defaultTimeout } from '../lib/notebook/inprocess';
-import { readNotebook } from '../lib/notebook/nbformat';
-import { workbookNotebooks } from '../lib/notebook/project';
-import { summaryText } from '../lib/notebook/workbook';
+import { mainSettings } from '../lib/workbook/main';
+import { defaultTimeout } from '../lib/workbook/runners/inprocess';
+import { readNotebook } from '../lib/workbook/runners/nbformat';
+import { workbookNotebooks } from '../lib/workbook/runners/project';
+import { summaryText } from '../lib/workbook/site/build';
 import { BUILD_TIMEOUT_MS, quickWorkbook } from './fixtures/quick-workbook';
 
 describe('the main job (npm start: the whole workbook, executed, into out/)', function () {

@@ -5,13 +5,13 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
-import { runInProcess } from '../lib/notebook/inprocess';
-import { JUPYTER_INSTALL_HINT, jupyterMissing, runWithKernel } from '../lib/notebook/kernel';
-import { Notebook, committedProblems, joinSource, readNotebook } from '../lib/notebook/nbformat';
-import { ensureBuilt, projectRoot, workbookNotebooks } from '../lib/notebook/project';
-import { NotebookRun, describeFailure, errorLine, lateCheckFailure } from '../lib/notebook/types';
-import { planLab } from '../lib/notebook/lab';
-import { parseArgs } from '../lib/notebook/cli';
+import { runInProcess } from '../lib/workbook/runners/inprocess';
+import { JUPYTER_INSTALL_HINT, jupyterMissing, runWithKernel } from '../lib/workbook/runners/kernel';
+import { Notebook, committedProblems, joinSource, readNotebook } from '../lib/workbook/runners/nbformat';
+import { ensureBuilt, projectRoot, workbookNotebooks } from '../lib/workbook/runners/project';
+import { NotebookRun, describeFailure, errorLine, lateCheckFailure } from '../lib/workbook/runners/types';
+import { planLab } from '../lib/workbook/lab';
+import { parseArgs } from '../lib/workbook/notebooks';
 import { spawnSync } from 'child_process';
 import { BUILD_TIMEOUT_MS, FAILING_CELL, FAILING_FIXTURE, FIXTURES, kernelWorkbookRuns, quickWorkbook, tempDir, wantKernelPass } from './fixtures/quick-workbook';
 
@@ -181,7 +181,7 @@ describe('the workbook notebooks', function () {
       expect(spec).to.deep.include({ display_name: 'TypeScript', language: 'typescript' });
       expect(spec.argv[0]).to.equal(path.join(root, 'node_modules', '.bin', 'tslab'));
       ensureBuilt(root);
-      const r = spawnSync(process.execPath, [path.join(root, 'dist', 'lib', 'notebook', 'lab.js'), '--print'], { encoding: 'utf8', timeout: 60_000 });
+      const r = spawnSync(process.execPath, [path.join(root, 'dist', 'lib', 'workbook', 'lab.js'), '--print'], { encoding: 'utf8', timeout: 60_000 });
       expect(r.status, r.stderr).to.equal(0);
       expect(r.stdout).to.match(plan.frontEnd === 'JupyterLab' ? /^Starting JupyterLab/ : /starting the classic notebook \(jupyter notebook\)/);
       expect(r.stdout).to.include(`JUPYTER_PATH=${plan.env.JUPYTER_PATH}`);

@@ -1,12 +1,12 @@
 /**
- * FusedAdam (lib/optim.ts) against tf.train.adam, the independent reference: the same weights after
- * 20 steps on cpu and on wasm (the one-kernel update of lib/kernels/adam.ts) and through the
+ * FusedAdam (lib/training/optim.ts) against tf.train.adam, the independent reference: the same weights after
+ * 20 steps on cpu and on wasm (the one-kernel update of lib/runtime/kernels/adam.ts) and through the
  * tensor-op path other backends take; state saved by getWeights resumes in either optimizer.
  */
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { FusedAdam, useBestBackend } from '../lib';
-import { ADAM_UPDATE, registerAdamKernels } from '../lib/kernels';
+import { ADAM_UPDATE, registerAdamKernels } from '../lib/runtime/kernels';
 import { expectClose, expectRejects, useCpu } from './support';
 
 function values(n: number, seed: number): Float32Array {
@@ -52,7 +52,7 @@ function expectSameWeights(actual: Float32Array[], expected: Float32Array[], ato
 // by ~1e-7 per step, so 2e-6 leaves room for 20 steps and no room for a wrong update.
 const ATOL = 2e-6;
 
-describe('FusedAdam (lib/optim.ts)', function () {
+describe('FusedAdam (lib/training/optim.ts)', function () {
   this.timeout(30000);
 
   afterEach(useCpu);

@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { MlpDenoiser, UNetDenoiser, elboTerms, gaussianMixture2d, linearSchedule, sampleDDPM, train, useBestBackend } from '../lib';
-import { sumTensors } from '../lib/validate';
+import { sumTensors } from '../lib/diffusion/validate';
 import { expectClose, useCpu } from './support';
 
 /** Every trainable weight of a model, read asynchronously and concatenated. */

@@ -3,8 +3,8 @@
  * 2017), as DDPM and improved-diffusion use it. Notebooks: 05_training_2d, 07_mnist.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Timestep } from '../schedule';
-import { checkInteger, checkNumber } from '../validate';
+import type { Timestep } from '../diffusion/schedule';
+import { checkInteger, checkNumber } from '../diffusion/validate';
 
 /**
  * Throws unless `t` is a timestep a model can take for a batch of `batch`: an integer >= 1, or an

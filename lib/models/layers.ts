@@ -5,8 +5,8 @@
  * no tf.layers, so that a model's forward pass reads top to bottom. Notebooks: 05_training_2d, 07_mnist.
  */
 import * as tf from '@tensorflow/tfjs';
-import { deriveSeed } from '../random';
-import { checkInteger, checkNumber } from '../validate';
+import { deriveSeed } from '../diffusion/random';
+import { checkInteger, checkNumber } from '../diffusion/validate';
 
 /**
  * How a kernel is initialised: He (fan-in) or Glorot (fan-average) scaling, normal or uniform, or

@@ -3,9 +3,9 @@
  * sinusoidal embedding of t (shared/math.md "Noise prediction"). Notebook: 05_training_2d.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { TrainableDenoiser } from '../denoiser';
-import type { Timestep } from '../schedule';
-import { checkInteger } from '../validate';
+import type { TrainableDenoiser } from '../diffusion/denoiser';
+import type { Timestep } from '../diffusion/schedule';
+import { checkInteger } from '../diffusion/validate';
 import { checkModelTimestep, timestepEmbedding } from './embedding';
 import { DenseParams, ParamBuilder, dense, silu } from './layers';
 

@@ -6,9 +6,9 @@
  * resolution. No dropout. Notebook: 07_mnist.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { TrainableDenoiser } from '../denoiser';
-import type { Timestep } from '../schedule';
-import { checkInteger } from '../validate';
+import type { TrainableDenoiser } from '../diffusion/denoiser';
+import type { Timestep } from '../diffusion/schedule';
+import { checkInteger } from '../diffusion/validate';
 import { checkModelTimestep, timestepEmbedding } from './embedding';
 import { ConvParams, DenseParams, NormParams, ParamBuilder, conv2d, dense, groupNorm, silu, upsampleNearest } from './layers';
 

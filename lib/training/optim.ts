@@ -11,8 +11,8 @@
  * variable], matched to variables by position), so either optimizer resumes the other's state.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ADAM_UPDATE, hasAdamKernel, registerAdamKernels } from './kernels/adam';
-import { checkNumber } from './validate';
+import { ADAM_UPDATE, hasAdamKernel, registerAdamKernels } from '../runtime/kernels/adam';
+import { checkNumber } from '../diffusion/validate';
 
 registerAdamKernels();
 
@@ -90,7 +90,7 @@ export class FusedAdam extends tf.Optimizer {
     const m = this.m;
     const v = this.v;
     if (hasAdamKernel()) {
-      // The CPU backends: one kernel, one pass over memory (lib/kernels/adam.ts).
+      // The CPU backends: one kernel, one pass over memory (lib/runtime/kernels/adam.ts).
       const inputs: tf.NamedTensorMap = { m, v };
       values.forEach((w, i) => {
         inputs[`w${i}`] = w;

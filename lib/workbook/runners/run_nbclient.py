@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Executes ONE notebook through a real Jupyter kernel with nbclient, for lib/notebook/kernel.ts.
+"""Executes ONE notebook through a real Jupyter kernel with nbclient, for lib/workbook/runners/kernel.ts.
 
     run_nbclient.py NOTEBOOK EXECUTED.ipynb RESULT.json [--kernel tslab] [--timeout SECONDS]
 
@@ -36,7 +36,7 @@ def text_of(outputs, name):
     return "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream" and o.get("name") == name)
 
 
-# Read back the kernel's check registry (lib/check.ts) after the last cell, in the kernel itself:
+# Read back the kernel's check registry (lib/workbook/check.ts) after the last cell, in the kernel itself:
 # a check that failed between two cells (an un-awaited async check) printed to a request nbclient
 # no longer listens to, so only the registry still knows. The short wait lets late rejections settle.
 QUERY = (

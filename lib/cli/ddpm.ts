@@ -10,20 +10,20 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { useBestBackend } from './backend';
-import { LoadedRun, MANIFEST_FILE, ModelKind, buildModel, modelKind, loadRun, loadRunForResume, readManifest, saveCheckpoint } from './checkpoint';
-import { checkerboard, gaussianMixture2d, moons, swissRoll } from './data';
-import type { TrainableDenoiser } from './denoiser';
-import { elboTerms } from './elbo';
-import { imageGridPng } from './image';
-import { LOSS_TYPES, LossType } from './loss';
-import { energyDistance } from './metrics';
-import { loadMnist } from './mnist';
-import { Progress, formatDuration } from './progress';
-import { deriveSeed } from './random';
-import { sampleDDIM, sampleDDPM } from './sampling';
-import { Schedule, cosineSchedule, linearSchedule } from './schedule';
-import { createOptimizer, train } from './train';
+import { useBestBackend } from '../runtime/backend';
+import { LoadedRun, MANIFEST_FILE, ModelKind, buildModel, modelKind, loadRun, loadRunForResume, readManifest, saveCheckpoint } from '../training/checkpoint';
+import { checkerboard, gaussianMixture2d, moons, swissRoll } from '../data/toy';
+import type { TrainableDenoiser } from '../diffusion/denoiser';
+import { elboTerms } from '../diffusion/elbo';
+import { imageGridPng } from '../data/image';
+import { LOSS_TYPES, LossType } from '../diffusion/loss';
+import { energyDistance } from '../data/metrics';
+import { loadMnist } from '../data/mnist';
+import { Progress, formatDuration } from '../runtime/progress';
+import { deriveSeed } from '../diffusion/random';
+import { sampleDDIM, sampleDDPM } from '../diffusion/sampling';
+import { Schedule, cosineSchedule, linearSchedule } from '../diffusion/schedule';
+import { createOptimizer, train } from '../training/train';
 
 /** A mistake in the command line: printed with the command's usage hint, exit code 2. */
 export class UsageError extends Error {}
@@ -414,7 +414,7 @@ async function cmdTrain(v: Values, io: CliIO): Promise<number> {
   let settings: RunTrainSettings;
   let schedule: Schedule;
   let initialStep = 0;
-  let history = new Float32Array(0);
+  let history: Float32Array = new Float32Array(0);
   let skipped = 0;
   let rngState;
   if (resume) {

@@ -7,14 +7,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CheckResult } from '../check';
-import { formatDuration } from '../progress';
+import { formatDuration } from '../../runtime/progress';
 import { writeFileAtomic } from '../report';
 import { MathError, escapeHtml, notebookTitle, renderPage, renderPlainPage, writeVendor } from './html';
-import { RunOptions, checkMode, runInProcess } from './inprocess';
-import { runWithKernel } from './kernel';
-import { readNotebook } from './nbformat';
-import { projectRoot, workbookNotebooks } from './project';
-import { NotebookRun, RunnerName, WorkbookMode, describeFailure } from './types';
+import { RunOptions, checkMode, runInProcess } from '../runners/inprocess';
+import { runWithKernel } from '../runners/kernel';
+import { readNotebook } from '../runners/nbformat';
+import { projectRoot, workbookNotebooks } from '../runners/project';
+import { NotebookRun, RunnerName, WorkbookMode, describeFailure } from '../runners/types';
 
 export interface BuildOptions {
   mode: WorkbookMode;

@@ -1,6 +1,6 @@
 /**
  * Kernels the library adds to TensorFlow.js backends. Importing this module registers them (see
- * lib/kernels/wasm.ts); it loads no backend package itself.
+ * lib/runtime/kernels/wasm.ts); it loads no backend package itself.
  */
 import { registerAdamKernels } from './adam';
 import { registerWasmKernels } from './wasm';

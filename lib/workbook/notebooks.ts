@@ -5,8 +5,8 @@
  * notebook authors' loop while writing a chapter; `npm start` is the same for the whole workbook in full mode.
  */
 import * as path from 'path';
-import { RunnerName } from './types';
-import { buildWorkbook } from './workbook';
+import { RunnerName } from './runners/types';
+import { buildWorkbook } from './site/build';
 
 export interface CliOptions {
   notebooks: string[] | undefined;

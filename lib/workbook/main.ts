@@ -9,9 +9,9 @@
  * folder (default out); DDPM_WORKBOOK_ECHO=1 shows each notebook's own output as it runs.
  */
 import * as path from 'path';
-import { projectRoot, workbookNotebooks } from './notebook/project';
-import { RunnerName, WorkbookMode } from './notebook/types';
-import { buildWorkbook } from './notebook/workbook';
+import { projectRoot, workbookNotebooks } from './runners/project';
+import { RunnerName, WorkbookMode } from './runners/types';
+import { buildWorkbook } from './site/build';
 
 /** Reads one of a fixed set of values from an environment variable; a bad value is an error naming the variable. */
 export function envChoice<T extends string>(name: string, choices: readonly T[], fallback: T, env: NodeJS.ProcessEnv = process.env): T {

@@ -6,8 +6,8 @@
  * Notebooks: 05_training_2d, 06_generation.
  */
 import * as tf from '@tensorflow/tfjs';
-import { canReadSync } from './validate';
-import { checkInteger, checkNumber } from './validate';
+import { canReadSync } from '../diffusion/validate';
+import { checkInteger, checkNumber } from '../diffusion/validate';
 
 /** A set of n points in D dimensions: a [n, D] tensor, rows of numbers, or row-major data with dim. */
 export type PointSet = tf.Tensor2D | number[][] | { data: Float64Array | Float32Array; dim: number };

@@ -9,7 +9,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { checkInteger } from './validate';
+import { checkInteger } from '../diffusion/validate';
 
 /** Which part of the package's digits `loadMnist` returns. */
 export type MnistSplit = 'train' | 'test' | 'all';

@@ -55,7 +55,7 @@ export async function runInProcess(notebook: string, options: RunOptions): Promi
   const request = path.join(tmp, 'request.json');
   const result = path.join(tmp, 'result.json');
   fs.writeFileSync(request, JSON.stringify({ notebook: path.resolve(notebook), executed: path.resolve(options.executed), result, echo: options.echo ?? false }));
-  // From lib/notebook (tests, under tsx) the child is child.ts, loaded through tsx; from dist, child.js.
+  // From lib/workbook (tests, under tsx) the child is child.ts, loaded through tsx; from dist, child.js.
   const ext = path.extname(__filename);
   const child = path.join(__dirname, `child${ext}`);
   const execArgv = ext === '.ts' ? ['--require', require.resolve('tsx/cjs', { paths: [projectRoot()] })] : [];

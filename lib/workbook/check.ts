@@ -1,6 +1,6 @@
 /**
  * check(description, fn): the workbook's way to state a numerical claim and verify it.
- * Notebooks wrap every chai assertion in one; the runners (lib/notebook) read the results back
+ * Notebooks wrap every chai assertion in one; the runners (lib/workbook) read the results back
  * from a process-wide registry to print the end-of-run summary.
  */
 
@@ -16,7 +16,7 @@ export interface CheckResult {
 
 /**
  * The registry lives on globalThis under a registered symbol, not in this module: a notebook loads
- * dist/lib/check.js while a runner may load lib/check.ts (tsx) or another copy, and all of them must
+ * dist/lib/workbook/check.js while a runner may load lib/workbook/check.ts (tsx) or another copy, and all of them must
  * see the same list.
  */
 const REGISTRY = Symbol.for('ddpm-workbook.checks');

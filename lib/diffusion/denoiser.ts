@@ -1,7 +1,7 @@
 /**
  * What a noise-prediction model is to the rest of the library: anything with predictEps(xt, t),
  * the eps_theta(x_t, t) of shared/math.md "Noise prediction". The exact optimal predictors
- * (lib/optimal.ts) and the neural networks (lib/models/) both implement it.
+ * (lib/diffusion/optimal.ts) and the neural networks (lib/models/) both implement it.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Timestep } from './schedule';

@@ -3,7 +3,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
-/** The folder holding this package's package.json (works from lib/notebook and dist/lib/notebook). */
+/** The folder holding this package's package.json (works from lib/workbook and dist/lib/workbook). */
 export function projectRoot(from: string = __dirname): string {
   for (let dir = from; ; dir = path.dirname(dir)) {
     const pkg = path.join(dir, 'package.json');

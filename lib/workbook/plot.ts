@@ -7,7 +7,7 @@
  *  - text/plain, a one-line summary (what a terminal or a failed renderer shows).
  * tslab's public display API sends one MIME type per call, so the bundle goes through its
  * lower-level hook (tslab/dist/jupyter's lastWriteDisplayData), the same one the kernel and the
- * in-process runner (lib/notebook) install. Outside a kernel plot() prints the summary.
+ * in-process runner (lib/workbook) install. Outside a kernel plot() prints the summary.
  */
 import type { Figure } from './report';
 

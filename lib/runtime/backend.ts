@@ -6,7 +6,7 @@
  * Every optional backend package is loaded here lazily, inside useBestBackend: the wasm and webgpu
  * packages register themselves with tfjs when first required, and tfjs-node or webgpu may be absent,
  * so importing this module must neither register a backend nor fail. (It does register the
- * library's extra kernels, lib/kernels, which needs no backend package.)
+ * library's extra kernels, lib/runtime/kernels, which needs no backend package.)
  */
 import * as tf from '@tensorflow/tfjs';
 import { pathToFileURL } from 'url';

@@ -5,12 +5,12 @@
  * weights. shared/math.md "Noise prediction". Notebooks: 05_training_2d, 07_mnist.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { TrainableDenoiser } from './denoiser';
-import { LOSS_TYPES, LossType, drawTimesteps, hybridLossUnchecked, simpleLossUnchecked, vlbLossUnchecked } from './loss';
+import type { TrainableDenoiser } from '../diffusion/denoiser';
+import { LOSS_TYPES, LossType, drawTimesteps, hybridLossUnchecked, simpleLossUnchecked, vlbLossUnchecked } from '../diffusion/loss';
 import { FusedAdam } from './optim';
-import { Rng, deriveSeed } from './random';
-import { Schedule } from './schedule';
-import { checkFiniteTensorAsync, checkInteger, checkNumber, checkRank, sumTensors } from './validate';
+import { Rng, deriveSeed } from '../diffusion/random';
+import { Schedule } from '../diffusion/schedule';
+import { checkFiniteTensorAsync, checkInteger, checkNumber, checkRank, sumTensors } from '../diffusion/validate';
 
 /** What onProgress receives every `progressEvery` steps. */
 export interface TrainProgress {

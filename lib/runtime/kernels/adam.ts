@@ -1,5 +1,5 @@
 /**
- * One kernel for a whole Adam step (used by FusedAdam, lib/optim.ts) on the two CPU backends: a
+ * One kernel for a whole Adam step (used by FusedAdam, lib/training/optim.ts) on the two CPU backends: a
  * single pass over the weights, gradients and flat moment vectors in JavaScript, reading and writing
  * the backend's own memory (the wasm heap, the cpu backend's arrays). On these backends an
  * element-wise kernel costs 5-10 us to launch plus ~1 ns per element and one memory pass each; Adam

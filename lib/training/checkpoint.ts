@@ -16,9 +16,9 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import type { TrainableDenoiser } from './denoiser';
-import { MlpDenoiser, UNetDenoiser } from './models';
-import { Schedule, ScheduleConfig, scheduleFromConfig } from './schedule';
+import type { TrainableDenoiser } from '../diffusion/denoiser';
+import { MlpDenoiser, UNetDenoiser } from '../models';
+import { Schedule, ScheduleConfig, scheduleFromConfig } from '../diffusion/schedule';
 import type { TrainRngState } from './train';
 
 type NamedTensor = { name: string; tensor: tf.Tensor };

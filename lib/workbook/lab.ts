@@ -2,15 +2,15 @@
  * `npm run lab`: registers the tslab kernel for this project (a kernel spec under node_modules/.cache,
  * put first on JUPYTER_PATH for the server it starts) and starts JupyterLab if it is installed, else
  * the classic notebook, saying which. The server's root is the project folder: notebooks/ are one
- * click away and plots load plotly.js from <base>/files/node_modules/ (see lib/plot.ts).
+ * click away and plots load plotly.js from <base>/files/node_modules/ (see lib/workbook/plot.ts).
  *   npm run lab               start it
  *   npm run lab -- --print    say what would run, start nothing (what the tests check)
  * Extra arguments are passed to Jupyter (e.g. -- --port=8899 --no-browser).
  */
 import { spawn, spawnSync } from 'child_process';
 import * as path from 'path';
-import { JUPYTER_INSTALL_HINT, ensureKernelSpec, pythonPath } from './kernel';
-import { projectRoot } from './project';
+import { JUPYTER_INSTALL_HINT, ensureKernelSpec, pythonPath } from './runners/kernel';
+import { projectRoot } from './runners/project';
 
 export interface LabPlan {
   frontEnd: 'JupyterLab' | 'classic notebook';

@@ -1,15 +1,15 @@
 /**
  * Seeded 2-D toy data sets for x_0, and exact sampling from Gaussian mixtures in any dimension.
  * Every generator draws iid points from a fixed distribution (unlike sklearn's make_moons, which
- * spaces the arc angles evenly), so that two samples can be compared with lib/metrics.ts. Points
+ * spaces the arc angles evenly), so that two samples can be compared with lib/data/metrics.ts. Points
  * are generated in float64 from one `Rng` stream and cast to float32 once, so the same seed gives
  * the same tensor; the default seed is 0.
  * Notebooks: 01_forward_diffusion, 05_training_2d.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Rng } from './random';
-import { checkInteger, checkNumber } from './validate';
-import { cholesky, checkSymmetric } from './linalg';
+import { Rng } from '../diffusion/random';
+import { checkInteger, checkNumber } from '../diffusion/validate';
+import { cholesky, checkSymmetric } from '../diffusion/linalg';
 
 /** Options shared by the 2-D toy sets: `seed` (default 0) and `noise`, a Gaussian jitter sd. */
 export interface ToyDataOptions {

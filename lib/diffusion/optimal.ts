@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Denoiser } from './denoiser';
-import { validateMixtureSpec } from './data';
+import { validateMixtureSpec } from '../data/toy';
 import { invertSpd, logDetSpd } from './linalg';
 import { Schedule, Timestep, checkTimestep } from './schedule';
 

@@ -2,7 +2,7 @@
  * Static HTML rendering of executed notebooks, for out/: markdown through marked, math typeset at
  * build time by KaTeX (no script, no CDN: the page needs only vendor/katex/katex.min.css and its
  * fonts), code cells with their outputs, plots through the text/html of their MIME bundle (which
- * loads vendor/plotly.min.js once per page, see lib/plot.ts).
+ * loads vendor/plotly.min.js once per page, see lib/workbook/plot.ts).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -10,7 +10,7 @@ import katex from 'katex';
 import { marked } from 'marked';
 import { PLOTLY_MIME, plotHtml } from '../plot';
 import { Figure, writeFileAtomic } from '../report';
-import { Cell, Notebook, Output, joinSource } from './nbformat';
+import { Cell, Notebook, Output, joinSource } from '../runners/nbformat';
 
 export const escapeHtml = (s: string) =>
   s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);

@@ -1,7 +1,7 @@
 /**
  * Runner (b): a real Jupyter kernel. nbclient (Debian's python3-nbclient) drives the tslab kernel,
  * registered for this project only (a kernel spec under node_modules/.cache, found through
- * JUPYTER_PATH), one notebook at a time; scripts/run_nbclient.py judges every execute_reply.
+ * JUPYTER_PATH), one notebook at a time; lib/workbook/runners/run_nbclient.py judges every execute_reply.
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -76,7 +76,7 @@ export async function runWithKernel(notebook: string, options: RunOptions): Prom
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-nbclient-'));
   const result = path.join(tmp, 'result.json');
   const timeoutSeconds = options.timeoutSeconds ?? defaultTimeout(options.mode);
-  const script = path.join(root, 'scripts', 'run_nbclient.py');
+  const script = path.join(root, 'lib', 'workbook', 'runners', 'run_nbclient.py');
   try {
     // the script's own limit is per cell; this one bounds the whole notebook (and a stuck kernel start)
     const exit = await runChild(pythonPath(), [script, path.resolve(notebook), path.resolve(options.executed), result, '--timeout', String(Math.ceil(timeoutSeconds))], {

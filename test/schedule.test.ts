@@ -8,6 +8,9 @@ import {
   scheduleFromBetas,
   scheduleFromConfig,
   checkTimestep,
+  namedSchedule,
+  checkReachesNoise,
+  MAX_TERMINAL_ALPHA_BAR,
 } from '../lib';
 import { expectClose, expectNoLeak, take } from './support';
 
@@ -147,5 +150,39 @@ describe('schedule constants for the eps <-> x0 conversions', () => {
         expect(Number.isFinite(s.sqrtRecipAlphaBarsMinusOne[t]), `finite at t=${t}`).to.equal(true);
       }
     }
+  });
+});
+
+describe('named schedules (improved-diffusion: linear betas scaled by 1000 / T)', () => {
+  it('the scaled linear schedule has betas 1e-4 * 1000/T .. 0.02 * 1000/T, and T = 1000 is DDPM unscaled', () => {
+    const a = namedSchedule('linear', 1000);
+    const b = linearSchedule(1000);
+    expect(Array.from(a.betas)).to.deep.equal(Array.from(b.betas));
+    const s = namedSchedule('linear', 100);
+    expect(s.betas[1]).to.be.closeTo(1e-3, 1e-15);
+    expect(s.betas[100]).to.be.closeTo(0.2, 1e-15);
+  });
+
+  it('every T from 2 to 1000 ends near noise: abar_T <= 1e-2, checked by a float64 product of (1 - beta_t)', () => {
+    for (const T of [2, 5, 10, 20, 50, 100, 250, 1000]) {
+      for (const name of ['linear', 'cosine'] as const) {
+        const s = namedSchedule(name, T);
+        let prod = 1;
+        for (let t = 1; t <= T; t++) prod *= 1 - s.betas[t];
+        expect(prod, `${name} T = ${T}`).to.be.at.most(MAX_TERMINAL_ALPHA_BAR);
+        expect(Math.max(...Array.from(s.betas))).to.be.at.most(0.999);
+      }
+    }
+  });
+
+  it('refuses a schedule that leaves abar_T above 1e-2, naming T and abar_T', () => {
+    expect(() => namedSchedule('linear', 1)).to.throw(/T = 1 leaves abar_T = 0\.900/);
+    expect(() => checkReachesNoise(linearSchedule(100), 'the unscaled linear schedule')).to.throw(/unscaled linear schedule at T = 100 leaves abar_T = 0\.36/);
+    expect(() => namedSchedule('bogus' as never, 10)).to.throw(/schedule must be one of linear, cosine, got "bogus"/);
+  });
+
+  it('scheduleFromConfig refuses an unknown kind instead of returning undefined', () => {
+    expect(() => scheduleFromConfig({ kind: 'bogus' } as never)).to.throw(/kind must be one of linear, cosine, constant, betas, got "bogus"/);
+    expect(() => scheduleFromConfig(null as never)).to.throw(/schedule config must be an object/);
   });
 });

@@ -176,8 +176,50 @@ export function scheduleFromBetas(betas: ArrayLike<number>): Schedule {
   return new Schedule(Array.from(betas));
 }
 
+/** The schedules a run or a notebook asks for by name (improved-diffusion's get_named_beta_schedule). */
+export type ScheduleName = 'linear' | 'cosine';
+export const SCHEDULE_NAMES: readonly ScheduleName[] = ['linear', 'cosine'];
+
+/**
+ * The largest abar_T a named schedule may leave. Sampling starts from x_T ~ N(0, I); q(x_T | x_0) has
+ * mean sqrt(abar_T) x_0, so above this the chain starts from a distribution the forward process never
+ * reaches (at abar_T = 1e-2 the mean is still 0.1 x_0).
+ */
+export const MAX_TERMINAL_ALPHA_BAR = 1e-2;
+
+/**
+ * A schedule by name for any T. 'linear' is Ho et al.'s betas 1e-4..0.02 scaled by 1000 / T (so that
+ * every T ends near noise, as improved-diffusion does), each capped at 0.999 so that no beta reaches 1
+ * (below T = 20 the scaled end would exceed 1); 'cosine' is cosineSchedule(T). Throws, naming T and
+ * abar_T, when the result leaves abar_T above MAX_TERMINAL_ALPHA_BAR.
+ */
+export function namedSchedule(name: ScheduleName, T: number): Schedule {
+  if (!SCHEDULE_NAMES.includes(name)) throw new Error(`schedule must be one of ${SCHEDULE_NAMES.join(', ')}, got ${JSON.stringify(name)}`);
+  checkInteger('T', T, 1);
+  const scale = 1000 / T;
+  const s = name === 'linear' ? linearSchedule(T, Math.min(1e-4 * scale, 0.999), Math.min(0.02 * scale, 0.999)) : cosineSchedule(T);
+  checkReachesNoise(s, `the ${name} schedule`);
+  return s;
+}
+
+/** Throws unless abar_T <= MAX_TERMINAL_ALPHA_BAR, naming the schedule, T and abar_T. */
+export function checkReachesNoise(s: Schedule, what = 'the schedule'): void {
+  const abarT = s.alphaBars[s.T];
+  if (!(abarT <= MAX_TERMINAL_ALPHA_BAR)) {
+    throw new Error(
+      `${what} at T = ${s.T} leaves abar_T = ${abarT.toPrecision(3)}, above ${MAX_TERMINAL_ALPHA_BAR}: q(x_T | x_0) is far from the N(0, I) that sampling starts from (use a larger T)`,
+    );
+  }
+}
+
+const SCHEDULE_KINDS: readonly ScheduleConfig['kind'][] = ['linear', 'cosine', 'constant', 'betas'];
+
 /** Rebuilds a schedule from its config (checkpoints store the config, not the arrays). */
 export function scheduleFromConfig(config: ScheduleConfig, betas?: ArrayLike<number>): Schedule {
+  if (config == null || typeof config !== 'object') throw new Error(`schedule config must be an object, got ${JSON.stringify(config)}`);
+  if (!SCHEDULE_KINDS.includes(config.kind)) {
+    throw new Error(`schedule config kind must be one of ${SCHEDULE_KINDS.join(', ')}, got ${JSON.stringify((config as { kind: unknown }).kind)}`);
+  }
   switch (config.kind) {
     case 'linear':
       return linearSchedule(config.T, config.betaStart, config.betaEnd);

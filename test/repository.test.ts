@@ -41,7 +41,7 @@ function repositoryFiles(dir: string): string[] {
 function ownTextFiles(dir: string): { rel: string; text: string }[] {
   const result: { rel: string; text: string }[] = [];
   for (const rel of repositoryFiles(dir)) {
-    if (rel === 'package-lock.json' || rel.split('/').includes('node_modules')) continue;
+    if (path.basename(rel) === 'package-lock.json' || rel.split('/').includes('node_modules')) continue;
     const abs = path.join(dir, rel);
     if (!fs.existsSync(abs) || !fs.statSync(abs).isFile()) continue; // deleted in the work tree
     const buf = fs.readFileSync(abs);

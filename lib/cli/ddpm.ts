@@ -364,7 +364,7 @@ function trainSettings(v: Values): { settings: RunTrainSettings; kind: ModelKind
   return { settings, kind, modelConfig, schedule };
 }
 
-/** Test hook (README, reliability): DDPM_TEST_NAN_AT_STEP=k makes the model's output NaN at step k. */
+/** Test hook (docs/contributing.md): DDPM_TEST_NAN_AT_STEP=k makes the model's output NaN at step k. */
 function withNanHook(model: TrainableDenoiser, initialStep: number): TrainableDenoiser {
   const at = Number(process.env.DDPM_TEST_NAN_AT_STEP);
   if (!Number.isInteger(at) || at < 1) return model;

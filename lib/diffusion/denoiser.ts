@@ -1,6 +1,6 @@
 /**
  * What a noise-prediction model is to the rest of the library: anything with predictEps(xt, t),
- * the eps_theta(x_t, t) of shared/math.md "Noise prediction". The exact optimal predictors
+ * the eps_theta(x_t, t) of docs/equations.md#noise-prediction. The exact optimal predictors
  * (lib/diffusion/optimal.ts) and the neural networks (lib/models/) both implement it.
  */
 import * as tf from '@tensorflow/tfjs';

@@ -1,6 +1,6 @@
 /**
- * The evidence lower bound, term by term, shared/math.md "ELBO" (the second, one-sampling form)
- * and "Beyond the text" (the discretised decoder, bits per dimension). Notebook: 02_elbo.
+ * The evidence lower bound, term by term, docs/equations.md#elbo-second-form (one sampling)
+ * and docs/equations.md#decoder (the discretised decoder, bits per dimension). Notebook: 02_elbo.
  *
  *   -ELBO = L_T + sum_{t=2}^{T} L_{t-1} + L_0, where
  *   L_T = KL(q(x_T|x_0) || N(0, I)), L_{t-1} = E_q(x_t|x_0) KL(q(x_{t-1}|x_t,x_0) || p_theta(x_{t-1}|x_t)),
@@ -146,7 +146,7 @@ export interface ElboFirstForm {
 }
 
 /**
- * The ELBO in its first form (shared/math.md "ELBO", first form), from one forward trajectory
+ * The ELBO in its first form (docs/equations.md#elbo-first-form), from one forward trajectory
  * x_1..x_T per example drawn with qStep T times: -log p(x_0:T)/q(x_1:T|x_0) regrouped into a
  * decoder, a prior-matching and T - 1 consistency terms. With estimator 'sampled' (default) each
  * term is evaluated at the sampled x_t, so the total has exactly the ELBO's expectation (the second

@@ -1,5 +1,5 @@
 /**
- * The forward (diffusion) process, shared/math.md "Forward (diffusion) process".
+ * The forward (diffusion) process, docs/equations.md#forward-process.
  * Notebook: 01_forward_diffusion.
  */
 import * as tf from '@tensorflow/tfjs';

@@ -1,6 +1,6 @@
 /**
- * Gaussian log-densities and KL divergences, elementwise, shared/math.md "ELBO" and "Beyond the
- * text" (the discretised decoder). Notebooks: 02_elbo, 04_noise_prediction.
+ * Gaussian log-densities and KL divergences, elementwise, docs/equations.md#elbo and
+ * docs/equations.md#decoder (the discretised decoder). Notebooks: 02_elbo, 04_noise_prediction.
  */
 import * as tf from '@tensorflow/tfjs';
 import { canReadSync, checkFiniteTensor } from './validate';

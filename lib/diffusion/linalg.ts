@@ -2,7 +2,7 @@
  * Small dense float64 linear algebra on plain number[][] matrices (row-major, D x D with D in the
  * tens at most): Cholesky factors and what they give cheaply — solves, inverses and log-determinants
  * of symmetric positive-definite (SPD) matrices. The Gaussian-mixture sampler and the exact optimal
- * noise predictor eps* (shared/math.md, "ground truth") need these in float64, where tf's float32
+ * noise predictor eps* (docs/equations.md#optimal-eps) need these in float64, where tf's float32
  * would lose the small eigenvalues of abar_t S + (1 - abar_t) I.
  */
 

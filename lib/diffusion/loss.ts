@@ -1,5 +1,5 @@
 /**
- * Training losses, shared/math.md "Noise prediction": the text's simple loss
+ * Training losses, docs/equations.md#simple-loss: the text's simple loss
  * ||eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) - eps||^2 with t ~ U[1, T], and the
  * variational-bound and hybrid alternatives. Notebooks: 04_noise_prediction, 05_training_2d.
  */

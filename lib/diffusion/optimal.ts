@@ -1,5 +1,5 @@
 /**
- * The exact optimal noise predictors, shared/math.md "Beyond the text" (ground truth): for data
+ * The exact optimal noise predictors, docs/equations.md#optimal-eps (ground truth): for data
  * x0 ~ N(m, S), x_t ~ N(sqrt(abar_t) m, abar_t S + (1 - abar_t) I) and
  * eps*(x_t, t) = sqrt(1 - abar_t) (abar_t S + (1 - abar_t) I)^{-1} (x_t - sqrt(abar_t) m);
  * for a mixture, the posterior-weighted mixture of the components' eps*. They are usable wherever a

@@ -1,7 +1,7 @@
 /**
  * The posterior of the forward process q(x_{t-1} | x_t, x_0) and the conversions between the
- * eps, x0 and v parameterisations, shared/math.md "Posterior of the forward process" and "Noise
- * prediction". Notebooks: 03_posterior, 04_noise_prediction.
+ * eps, x0 and v parameterisations, docs/equations.md#posterior and
+ * docs/equations.md#posterior-eps. Notebooks: 03_posterior, 04_noise_prediction.
  */
 import * as tf from '@tensorflow/tfjs';
 import { checkPair } from './forward';
@@ -71,7 +71,7 @@ export function posteriorMeanFromEpsUnchecked(s: Schedule, xt: tf.Tensor, t: Tim
 
 /**
  * The text's mu_theta form: mu = (1 / sqrt(alpha_t)) (x_t - (1 - alpha_t) / sqrt(1 - abar_t) eps).
- * With the true eps it equals mu_q(x_t, x_0) (shared/math.md "Posterior of the forward process").
+ * With the true eps it equals mu_q(x_t, x_0) (docs/equations.md#posterior-eps).
  */
 export function posteriorMeanFromEps(s: Schedule, xt: tf.Tensor, t: Timestep, eps: tf.Tensor): tf.Tensor {
   checkPair(s, 'xt', xt, t, 'eps', eps);

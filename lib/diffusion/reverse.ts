@@ -1,6 +1,6 @@
 /**
  * The reverse (denoising) model p_theta(x_{t-1} | x_t) = N(mu_theta(x_t, t), sigma_t^2 I),
- * shared/math.md "Reverse (denoising) model" and "Noise prediction". Notebooks: 04_noise_prediction,
+ * docs/equations.md#reverse-model and docs/equations.md#mu-theta. Notebooks: 04_noise_prediction,
  * 06_generation.
  */
 import * as tf from '@tensorflow/tfjs';

@@ -1,6 +1,6 @@
 /**
- * Generation: the text's DDPM algorithm and DDIM, shared/math.md "Generation (the text's
- * algorithm)" and "Beyond the text" (DDIM). Notebook: 06_generation.
+ * Generation: the text's DDPM algorithm and DDIM, docs/equations.md#generation and
+ * docs/equations.md#ddim. Notebook: 06_generation.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Denoiser } from './denoiser';

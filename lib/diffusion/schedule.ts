@@ -1,6 +1,6 @@
 /**
- * Noise schedules: beta_t for t = 1..T and every constant derived from it (shared/math.md,
- * "Notation", "Forward process" and "Posterior of the forward process"). All arrays are float64 and
+ * Noise schedules: beta_t for t = 1..T and every constant derived from it (docs/equations.md#notation,
+ * docs/equations.md#forward-process and docs/equations.md#posterior). All arrays are float64 and
  * indexed by t, with index 0 standing for the data (alpha_0 = abar_0 = 1, beta_0 = 0). They are
  * computed once here, in float64, and cast to float32 only when a tensor is built from them.
  * Notebook: 01_forward_diffusion.
@@ -150,7 +150,7 @@ export function linearSchedule(T: number, betaStart = 1e-4, betaEnd = 0.02): Sch
 }
 
 /**
- * The cosine schedule (shared/math.md, "Beyond the text"; Nichol & Dhariwal 2021):
+ * The cosine schedule (docs/equations.md#cosine-schedule; Nichol & Dhariwal 2021, eq. 17):
  * abar(t) = f(t)/f(0), f(t) = cos^2(((t/T + s)/(1 + s)) pi/2), beta_t = min(1 - abar(t)/abar(t-1), maxBeta).
  */
 export function cosineSchedule(T: number, s = 0.008, maxBeta = 0.999): Schedule {

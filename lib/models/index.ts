@@ -1,5 +1,5 @@
 /**
- * The neural denoisers (eps_theta of shared/math.md "Noise prediction") and the layers they are
+ * The neural denoisers (eps_theta of docs/equations.md#noise-prediction) and the layers they are
  * written with. lib/index.ts re-exports this module. Notebooks: 05_training_2d, 07_mnist.
  */
 export { timestepEmbedding, checkModelTimestep } from './embedding';

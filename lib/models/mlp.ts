@@ -1,6 +1,6 @@
 /**
  * eps_theta(x_t, t) for vector data (2-D toy sets or any D): a small MLP that sees x_t next to the
- * sinusoidal embedding of t (shared/math.md "Noise prediction"). Notebook: 05_training_2d.
+ * sinusoidal embedding of t (docs/equations.md#noise-prediction). Notebook: 05_training_2d.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TrainableDenoiser } from '../diffusion/denoiser';

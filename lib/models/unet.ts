@@ -1,5 +1,5 @@
 /**
- * eps_theta(x_t, t) for images (shared/math.md "Noise prediction"): the U-Net of DDPM (Ho et al.
+ * eps_theta(x_t, t) for images (docs/equations.md#noise-prediction): the U-Net of DDPM (Ho et al.
  * 2020, after PixelCNN++), scaled down for 28x28 images. Residual blocks with GroupNorm, SiLU and a
  * per-channel bias from the time embedding; stride-2 convs down, nearest-neighbour + conv up; the
  * down path's activations concatenated into the up path; single-head self-attention at the lowest

@@ -145,7 +145,7 @@ function optimizerExtras(optimizer: tf.Optimizer): { key: string; variable: tf.V
 }
 
 /**
- * Test hook (documented in the README's reliability section): DDPM_TEST_SAVE_PAUSE=<stage>@<step>,
+ * Test hook (documented in docs/contributing.md): DDPM_TEST_SAVE_PAUSE=<stage>@<step>,
  * stage 'weights' or 'manifest', makes the save of that step stop for a minute right after that
  * stage's temporary file is written and fsynced (before its rename), after printing a line to
  * stderr, so that a test can kill -9 the process inside the save window.

@@ -2,7 +2,7 @@
  * The text's training algorithm as a plain loop: sample a batch of data, t ~ U[1, T],
  * eps ~ N(0, I), x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, loss ||eps_theta(x_t, t) - eps||^2,
  * a gradient step (Adam), optionally gradient clipping and an exponential moving average of the
- * weights. shared/math.md "Noise prediction". Notebooks: 05_training_2d, 07_mnist.
+ * weights. docs/equations.md#simple-loss. Notebooks: 05_training_2d, 07_mnist.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TrainableDenoiser } from '../diffusion/denoiser';

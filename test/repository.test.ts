@@ -1,0 +1,299 @@
+/**
+ * The repository as a document: nothing in it points outside it, README.md stays short enough for a
+ * newcomer, every relative link in README.md and docs/ resolves (anchors included), and
+ * docs/equations.md is linked both ways with the notebooks and the library. Fast: no tf, no build.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { execFileSync } from 'child_process';
+import { expect } from 'chai';
+
+const root = path.resolve(__dirname, '..');
+const README_MAX_LINES = 250;
+const EQUATIONS = path.join(root, 'docs', 'equations.md');
+
+/** Paths that only exist beside this checkout, never in a clone of it. */
+const OUTSIDE_PATTERNS: RegExp[] = [/shared\/(math|seed|STYLE)/, /\.\.\/shared/, /\/work\//];
+
+/** The repository's files, as git tracks them (a plain walk where there is no git). */
+function repositoryFiles(dir: string): string[] {
+  try {
+    const out = execFileSync('git', ['ls-files', '-z'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return out.split('\0').filter((f) => f !== '');
+  } catch {
+    const skip = new Set(['.git', 'node_modules', 'dist', 'out', '.gpu']);
+    const files: string[] = [];
+    const walk = (rel: string) => {
+      for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+        const r = rel === '' ? e.name : `${rel}/${e.name}`;
+        if (e.isDirectory()) {
+          if (!skip.has(e.name)) walk(r);
+        } else if (e.isFile()) files.push(r);
+      }
+    };
+    walk('');
+    return files;
+  }
+}
+
+/** The tracked text files that are ours: not the lock file, nothing vendored, nothing binary. */
+function ownTextFiles(dir: string): { rel: string; text: string }[] {
+  const result: { rel: string; text: string }[] = [];
+  for (const rel of repositoryFiles(dir)) {
+    if (path.basename(rel) === 'package-lock.json' || rel.split('/').includes('node_modules')) continue;
+    const abs = path.join(dir, rel);
+    if (!fs.existsSync(abs) || !fs.statSync(abs).isFile()) continue; // deleted in the work tree
+    const buf = fs.readFileSync(abs);
+    if (buf.subarray(0, 8000).includes(0)) continue; // binary (the PNG figure)
+    result.push({ rel, text: buf.toString('utf8') });
+  }
+  return result;
+}
+
+/** Each line of text that names a path outside the repository, as "line N: ...". */
+function outsideReferences(text: string): string[] {
+  const hits: string[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (OUTSIDE_PATTERNS.some((re) => re.test(line))) hits.push(`line ${i + 1}: ${line.trim().slice(0, 160)}`);
+  });
+  return hits;
+}
+
+/** Markdown with fenced code blocks and inline code spans blanked, so that examples are not links. */
+function withoutCode(md: string): string {
+  return md.replace(/^(```|~~~)[^\n]*\n[\s\S]*?^\1[^\n]*$/gm, '').replace(/`+[^`\n]*`+/g, '');
+}
+
+/** The targets of the markdown links and images in md (one level of brackets in the link text). */
+function markdownLinks(md: string): string[] {
+  const re = /!?\[(?:[^[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g;
+  return [...withoutCode(md).matchAll(re)].map((m) => m[1]);
+}
+
+/** GitHub's heading slug: lower case, punctuation dropped, spaces to hyphens. */
+function slug(heading: string): string {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/`/g, '')
+    .replace(/[^\p{L}\p{N}\p{M} _-]/gu, '')
+    .replace(/ /g, '-');
+}
+
+/** The anchors a markdown file offers: explicit <a id>/<a name> and heading slugs (with -1, -2 for repeats). */
+function anchorsOf(md: string): Set<string> {
+  const anchors = new Set<string>();
+  for (const m of md.matchAll(/<a\s+(?:id|name)="([^"]+)"/g)) anchors.add(m[1]);
+  const seen = new Map<string, number>();
+  for (const m of md.replace(/^(```|~~~)[^\n]*\n[\s\S]*?^\1[^\n]*$/gm, '').matchAll(/^#{1,6}\s+(.+?)\s*#*\s*$/gm)) {
+    const base = slug(m[1]);
+    const n = seen.get(base) ?? 0;
+    seen.set(base, n + 1);
+    anchors.add(n === 0 ? base : `${base}-${n}`);
+  }
+  return anchors;
+}
+
+const isExternal = (target: string) => /^[a-z][a-z0-9+.-]*:/i.test(target);
+
+/** Each relative link in the markdown file `abs` that leaves dir, names no existing file or names no anchor there. */
+function brokenLinks(abs: string, dir: string, md = fs.readFileSync(abs, 'utf8')): string[] {
+  const problems: string[] = [];
+  for (const target of markdownLinks(md)) {
+    if (isExternal(target)) continue;
+    const hash = target.indexOf('#');
+    const file = decodeURIComponent(hash < 0 ? target : target.slice(0, hash));
+    const anchor = hash < 0 ? '' : decodeURIComponent(target.slice(hash + 1));
+    if (file === '') {
+      if (!anchorsOf(md).has(anchor)) problems.push(`${target}: no such anchor in this file`);
+      continue;
+    }
+    const resolved = path.resolve(path.dirname(abs), file);
+    const inside = path.relative(dir, resolved);
+    if (inside.startsWith('..') || path.isAbsolute(inside)) {
+      problems.push(`${target}: leaves the repository`);
+    } else if (!fs.existsSync(resolved)) {
+      problems.push(`${target}: ${inside} does not exist`);
+    } else if (anchor !== '' && resolved.endsWith('.md') && !anchorsOf(fs.readFileSync(resolved, 'utf8')).has(anchor)) {
+      problems.push(`${target}: ${inside} has no anchor #${anchor}`);
+    }
+  }
+  return problems;
+}
+
+interface Section {
+  heading: string;
+  anchor: string | undefined;
+  body: string;
+}
+
+/** The level-2 sections of an equations page, each with the explicit anchor just above its heading. */
+function sections(md: string): Section[] {
+  const lines = md.split('\n');
+  const starts = lines.flatMap((l, i) => (/^## /.test(l) ? [i] : []));
+  return starts.map((start, k) => {
+    let j = start - 1;
+    while (j >= 0 && lines[j].trim() === '') j--;
+    const anchor = j >= 0 ? /^<a\s+id="([^"]+)"><\/a>\s*$/.exec(lines[j].trim())?.[1] : undefined;
+    const end = k + 1 < starts.length ? starts[k + 1] : lines.length;
+    return { heading: lines[start].slice(3).trim(), anchor, body: lines.slice(start, end).join('\n') };
+  });
+}
+
+/** What a section of the equations page at `abs` lacks: a link to an existing notebook and to an existing lib/ file. */
+function sectionProblems(section: Section, abs: string, dir: string): string[] {
+  const targets = markdownLinks(section.body)
+    .filter((t) => !isExternal(t))
+    .map((t) => path.relative(dir, path.resolve(path.dirname(abs), decodeURIComponent(t.split('#')[0]))).split(path.sep).join('/'));
+  const exists = (rel: string) => fs.existsSync(path.join(dir, rel));
+  const problems: string[] = [];
+  if (section.anchor === undefined) problems.push('no <a id="..."></a> anchor above its heading');
+  if (!targets.some((t) => /^notebooks\/[^/]+\.ipynb$/.test(t) && exists(t))) problems.push('no link to an existing notebook');
+  if (!targets.some((t) => /^lib\/.+\.ts$/.test(t) && exists(t))) problems.push('no link to an existing lib/ file');
+  return problems;
+}
+
+/** The workbook's notebooks, as the runners find them (notebooks/*.ipynb, not hidden, not _drafts). */
+function notebookFiles(dir: string): string[] {
+  return fs
+    .readdirSync(path.join(dir, 'notebooks'))
+    .filter((f) => f.endsWith('.ipynb') && !f.startsWith('.') && !f.startsWith('_'))
+    .sort()
+    .map((f) => path.join(dir, 'notebooks', f));
+}
+
+/** All markdown cells of a notebook, joined. */
+function notebookMarkdown(file: string): string {
+  const nb = JSON.parse(fs.readFileSync(file, 'utf8')) as { cells: { cell_type: string; source: string | string[] }[] };
+  return nb.cells
+    .filter((c) => c.cell_type === 'markdown')
+    .map((c) => (Array.isArray(c.source) ? c.source.join('') : c.source))
+    .join('\n\n');
+}
+
+const markdownPages = () => [
+  path.join(root, 'README.md'),
+  ...fs
+    .readdirSync(path.join(root, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .sort()
+    .map((f) => path.join(root, 'docs', f)),
+];
+
+describe('the repository', () => {
+  it('no tracked text file refers to a path outside the repository', () => {
+    const files = ownTextFiles(root);
+    expect(files.length, 'the tracked files were found').to.be.above(50);
+    const hits = files.flatMap((f) => outsideReferences(f.text).map((h) => `${f.rel} ${h}`));
+    expect(hits).to.deep.equal([]);
+  });
+
+  it(`README.md has at most ${README_MAX_LINES} lines`, () => {
+    const text = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+    const lines = text.endsWith('\n') ? text.split('\n').length - 1 : text.split('\n').length;
+    expect(lines).to.be.at.most(README_MAX_LINES);
+  });
+
+  it('every relative link in README.md and docs/*.md names an existing file, and an existing anchor in a markdown target', () => {
+    const pages = markdownPages();
+    expect(pages.map((p) => path.relative(root, p))).to.include.members(['README.md', path.join('docs', 'equations.md')]);
+    const links = pages.reduce((n, p) => n + markdownLinks(fs.readFileSync(p, 'utf8')).length, 0);
+    expect(links, 'links were found at all').to.be.above(50);
+    const problems = pages.flatMap((p) => brokenLinks(p, root).map((m) => `${path.relative(root, p)}: ${m}`));
+    expect(problems).to.deep.equal([]);
+  });
+
+  it('every section of docs/equations.md has an anchor and links a notebook and a lib/ file that exist', () => {
+    const md = fs.readFileSync(EQUATIONS, 'utf8');
+    const all = sections(md);
+    // notation, forward, reverse, ELBO, posterior, noise prediction, generation, and beyond the text
+    expect(all.length, 'the sections were found').to.be.at.least(12);
+    const problems = all.flatMap((s) => sectionProblems(s, EQUATIONS, root).map((m) => `"${s.heading}": ${m}`));
+    expect(problems).to.deep.equal([]);
+  });
+
+  it("every notebook's markdown links back to docs/equations.md, and every relative link in it resolves", () => {
+    const files = notebookFiles(root);
+    expect(files.length, 'the notebooks were found').to.be.at.least(7);
+    const problems: string[] = [];
+    for (const file of files) {
+      const md = notebookMarkdown(file);
+      const name = path.relative(root, file);
+      const back = markdownLinks(md).filter((t) => !isExternal(t) && path.resolve(path.dirname(file), t.split('#')[0]) === EQUATIONS);
+      if (back.length === 0) problems.push(`${name}: no link to docs/equations.md`);
+      problems.push(...brokenLinks(file, root, md).map((m) => `${name}: ${m}`));
+    }
+    expect(problems).to.deep.equal([]);
+  });
+
+  it('every anchor of docs/equations.md that a tracked file names (doc comments, notebooks) exists there', () => {
+    const anchors = anchorsOf(fs.readFileSync(EQUATIONS, 'utf8'));
+    const named = ownTextFiles(root).flatMap((f) => [...f.text.matchAll(/docs\/equations\.md#([A-Za-z0-9_-]+)/g)].map((m) => ({ rel: f.rel, anchor: m[1] })));
+    expect(named.length, 'the library names its sections').to.be.above(15);
+    expect(named.filter((n) => !anchors.has(n.anchor)).map((n) => `${n.rel}: #${n.anchor}`)).to.deep.equal([]);
+  });
+
+  describe('the checks themselves fail on what they exist to catch', () => {
+    let dir: string;
+    before(() => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-repo-'));
+      fs.mkdirSync(path.join(dir, 'docs'));
+      fs.mkdirSync(path.join(dir, 'notebooks'));
+      fs.mkdirSync(path.join(dir, 'lib'));
+      fs.writeFileSync(path.join(dir, 'notebooks', '01_a.ipynb'), '{"cells": []}');
+      fs.writeFileSync(path.join(dir, 'lib', 'a.ts'), '');
+      fs.writeFileSync(path.join(dir, 'docs', 'target.md'), '<a id="kept"></a>\n## The `closed` form (again)\n');
+    });
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    it('a path outside the repository is found, in each of its three forms', () => {
+      const outside = [['shared', 'math.md'].join('/'), ['..', 'shared', 'x'].join('/'), ['', 'work', 'main'].join('/')];
+      for (const p of outside) expect(outsideReferences(`ok\nsee ${p} here`), p).to.deep.equal([`line 2: see ${p} here`]);
+      expect(outsideReferences('docs/equations.md#posterior and lib/shared.ts')).to.deep.equal([]);
+    });
+
+    it('a missing file, a missing anchor and a link out of the repository are reported; good links and code are not', () => {
+      const page = path.join(dir, 'docs', 'page.md');
+      const md = [
+        '[ok](target.md) [ok](target.md#kept) [ok](target.md#the-closed-form-again) [ok](#local) [ok](https://example.org/x.md)',
+        '[gone](missing.md) [no anchor](target.md#lost) [out](../../elsewhere.md) [here](#nowhere)',
+        '`[code](missing.md)`',
+        '```',
+        '[fenced](missing.md)',
+        '```',
+        '<a id="local"></a>',
+      ].join('\n');
+      expect(brokenLinks(page, dir, md)).to.deep.equal([
+        'missing.md: docs/missing.md does not exist',
+        'target.md#lost: docs/target.md has no anchor #lost',
+        '../../elsewhere.md: leaves the repository',
+        '#nowhere: no such anchor in this file',
+      ]);
+    });
+
+    it('a section without an anchor, a notebook link or a lib/ link is reported', () => {
+      const eq = path.join(dir, 'docs', 'equations.md');
+      const md = [
+        '<a id="good"></a>',
+        '## Good',
+        '[nb](../notebooks/01_a.ipynb) [lib](../lib/a.ts)',
+        '## No anchor',
+        '[nb](../notebooks/01_a.ipynb) [lib](../lib/a.ts)',
+        '<a id="no-notebook"></a>',
+        '## No notebook',
+        '[nb](../notebooks/99_missing.ipynb) [lib](../lib/a.ts)',
+        '<a id="no-lib"></a>',
+        '## No lib',
+        '[nb](../notebooks/01_a.ipynb) `[lib](../lib/a.ts)`',
+      ].join('\n');
+      const got = sections(md).map((s) => [s.heading, s.anchor, sectionProblems(s, eq, dir)]);
+      expect(got).to.deep.equal([
+        ['Good', 'good', []],
+        ['No anchor', undefined, ['no <a id="..."></a> anchor above its heading']],
+        ['No notebook', 'no-notebook', ['no link to an existing notebook']],
+        ['No lib', 'no-lib', ['no link to an existing lib/ file']],
+      ]);
+    });
+  });
+});

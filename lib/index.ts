@@ -29,6 +29,14 @@ export {
   sampleDDPM,
   sampleDDIM,
   ddimTimesteps,
+  DDPMStepOptions,
+  DDIMStepOptions,
+  SamplerStep,
+  ddpmStep,
+  ddimStep,
+  ddimSigma2,
+  ddimEtaMax,
+  sampleLoop,
 } from './diffusion/sampling';
 export { GaussianOptimalEps, MixtureOptimalEps, gaussianOptimalEps, mixtureOptimalEps } from './diffusion/optimal';
 export { TrainOptions, TrainProgress, TrainResult, train, BatchSampler } from './training/train';

@@ -19,7 +19,7 @@ export {
 export { ReverseVariance, REVERSE_VARIANCES, ReverseOptions, ReverseStep, pMeanVariance, reverseVariance } from './diffusion/reverse';
 export { normalKL, normalLogPdf, discretizedGaussianLogLikelihood, bitsPerDim } from './diffusion/gaussian';
 export { Decoder, ElboOptions, ElboTerms, ElboFirstForm, FirstFormEstimator, elboTerms, elboFirstForm, elboTermAt, priorTerm } from './diffusion/elbo';
-export { LossType, LOSS_TYPES, LossDraws, simpleLoss, vlbLoss, hybridLoss, klNoiseWeight, sampleTimesteps } from './diffusion/loss';
+export { LossType, LOSS_TYPES, LossDraws, simpleLoss, vlbLoss, hybridLoss, klNoiseWeight, sampleTimesteps, vlbTermsFromEps } from './diffusion/loss';
 export {
   TrajectoryPoint,
   StepInfo,
@@ -29,6 +29,14 @@ export {
   sampleDDPM,
   sampleDDIM,
   ddimTimesteps,
+  DDPMStepOptions,
+  DDIMStepOptions,
+  SamplerStep,
+  ddpmStep,
+  ddimStep,
+  ddimSigma2,
+  ddimEtaMax,
+  sampleLoop,
 } from './diffusion/sampling';
 export { GaussianOptimalEps, MixtureOptimalEps, gaussianOptimalEps, mixtureOptimalEps } from './diffusion/optimal';
 export { TrainOptions, TrainProgress, TrainResult, train, BatchSampler } from './training/train';

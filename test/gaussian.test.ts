@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
+import { spawnSync } from 'child_process';
 import { Rng, bitsPerDim, discretizedGaussianLogLikelihood, normalKL, normalLogPdf } from '../lib';
 import { expectClose, expectNoLeak, take } from './support';
 
@@ -13,6 +14,42 @@ function phi(z: number): number {
   let sum = f(a) + f(z);
   for (let i = 1; i < n; i++) sum += f(a + i * h) * (i % 2 ? 4 : 2);
   return (sum * h) / 3;
+}
+
+/** Debian's python3 (the one with python3-mpmath); the first python3 on PATH may not see its modules. */
+const PYTHON = '/usr/bin/python3';
+
+/** True when PYTHON can import mpmath. */
+function haveMpmath(): boolean {
+  return spawnSync(PYTHON, ['-c', 'import mpmath'], { encoding: 'utf8' }).status === 0;
+}
+
+/**
+ * The exact log-probability of each (x, mean, logScale) bin, from mpmath at 60 significant digits:
+ * the Gaussian mass over [x - 1/255, x + 1/255] (edge bins open), each tail through erfc so that no
+ * digit is lost, returned as float64 natural logs.
+ */
+function mpmathLogBinProbabilities(cases: number[][]): number[] {
+  const script = [
+    'import json, sys',
+    'from mpmath import mp, mpf, erfc, exp, log, sqrt, inf',
+    'mp.dps = 60',
+    'out = []',
+    'for x, m, ls in json.load(sys.stdin):',
+    '    x, m, s = mpf(x), mpf(m), exp(mpf(ls))',
+    '    half = mpf(1) / 255',
+    '    lo = -inf if x < -0.999 else (x - half - m) / s',
+    '    hi = inf if x > 0.999 else (x + half - m) / s',
+    '    r = sqrt(2)',
+    '    if lo >= 0: p = (erfc(lo / r) - erfc(hi / r)) / 2',
+    '    elif hi <= 0: p = (erfc(-hi / r) - erfc(-lo / r)) / 2',
+    '    else: p = 1 - (erfc(-lo / r) + erfc(hi / r)) / 2',
+    '    out.append(float(log(p)))',
+    'print(json.dumps(out))',
+  ].join('\n');
+  const r = spawnSync(PYTHON, ['-c', script], { input: JSON.stringify(cases), encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`mpmath reference failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as number[];
 }
 
 describe('Gaussian densities and divergences', () => {
@@ -82,6 +119,69 @@ describe('Gaussian densities and divergences', () => {
       expectClose(p[i], cdf(hi) - cdf(lo), 1e-6, 1e-4, `bin at x=${xi}`);
     });
     x.dispose();
+  });
+
+  it('every bin probability from ~1 down to 1e-30, edge bins included, is right to 1e-4 relative (mpmath at 60 digits)', function () {
+    if (!haveMpmath()) {
+      if (process.env.CI === 'true') throw new Error(`${PYTHON} cannot import mpmath: apt-get install -y python3-mpmath`);
+      console.warn(`      skipped: ${PYTHON} cannot import mpmath (apt-get install -y python3-mpmath)`);
+      this.skip();
+    }
+    // Every level of the 8-bit grid under means inside, at and beyond the data range and scales from
+    // 0.001 (a bin is 7.8 sd wide) to 30 (a bin is 2.6e-4 sd wide): the tails reach far below 1e-30.
+    const levels = Array.from({ length: 256 }, (_, k) => Math.fround(-1 + (2 * k) / 255));
+    const cases: number[][] = [];
+    for (const mean of [-0.93, -0.2, 0, 0.37, 0.98, 1.3]) {
+      for (const scale of [0.001, 0.004, 0.02, 0.1, 0.5, 3, 30]) {
+        // the reference gets the float32 values the tensors hold, so only the computation is compared
+        for (const x of levels) cases.push([x, Math.fround(mean), Math.fround(Math.log(scale))]);
+      }
+    }
+    const column = (j: number) => tf.tensor1d(cases.map((c) => c[j]));
+    const [x, mean, logScale] = [column(0), column(1), column(2)];
+    const got = take(discretizedGaussianLogLikelihood(x, mean, logScale));
+    tf.dispose([x, mean, logScale]);
+    const ref = mpmathLogBinProbabilities(cases);
+    const floor = Math.log(1e-30);
+    let kept = 0;
+    let smallest = 0;
+    const edgesKept = { lower: 0, upper: 0 };
+    cases.forEach((c, i) => {
+      if (!(ref[i] >= floor)) {
+        // Beyond the claim, the log stays right: z passes through <= 7 float32 roundings (2^-24 each),
+        // z^2 through 15, and |d log P| ~ z^2/2 rel(z^2) ~ |log P| rel(z^2), plus erfc's 1.2e-7.
+        const tol = 16 * 2 ** -24 * Math.abs(ref[i]) + 1e-6;
+        if (!(Math.abs(got[i] - ref[i]) <= tol)) expect.fail(`far-tail bin x=${c[0]} mean=${c[1]} logScale=${c[2]}: log P = ${got[i]}, mpmath ${ref[i]}`);
+        return;
+      }
+      kept++;
+      smallest = Math.min(smallest, ref[i]);
+      if (c[0] === -1 && ref[i] < Math.log(1e-20)) edgesKept.lower++;
+      if (c[0] === 1 && ref[i] < Math.log(1e-20)) edgesKept.upper++;
+      // relative error of the probability: |P_got / P_ref - 1| = |expm1(log P_got - log P_ref)|
+      const rel = Math.abs(Math.expm1(got[i] - ref[i]));
+      if (!(rel <= 1e-4)) expect.fail(`bin x=${c[0]} mean=${c[1]} logScale=${c[2]}: P = ${Math.exp(got[i])}, mpmath ${Math.exp(ref[i])} (relative error ${rel})`);
+    });
+    // the grid must really span the claim: from P ~ 1 to P ~ 1e-30, far-tail edge bins on both sides
+    expect(kept).to.be.above(2000);
+    expect(smallest).to.be.below(Math.log(1e-28));
+    expect(Math.max(...ref)).to.be.above(Math.log(0.99));
+    expect(edgesKept.lower, 'lower edge bins below 1e-20').to.be.above(0);
+    expect(edgesKept.upper, 'upper edge bins below 1e-20').to.be.above(0);
+  });
+
+  it('the discretized likelihood has finite gradients in mean and logScale everywhere, far tails and edge bins included', () => {
+    // Every branch is evaluated on safe inputs where tf.where does not select it: a NaN there would
+    // still reach the gradient (0 * NaN), so this covers all 256 levels under near, far and wide Gaussians.
+    const levels = tf.linspace(-1, 1, 256);
+    for (const [mean, scale] of [[0, 0.5], [0.37, 0.001], [-0.99, 0.02], [1.4, 0.01], [0, 30], [0.5, 3e-5]]) {
+      const [m, ls] = [tf.fill([256], mean), tf.fill([256], Math.log(scale))];
+      const grads = tf.grads((mm: tf.Tensor, ll: tf.Tensor) => discretizedGaussianLogLikelihood(levels, mm, ll).sum())([m, ls]);
+      const values = grads.map(take);
+      values.forEach((g, j) => expect(g.every(Number.isFinite), `d/d${j ? 'logScale' : 'mean'} finite for N(${mean}, ${scale}^2)`).to.equal(true));
+      tf.dispose([m, ls]);
+    }
+    levels.dispose();
   });
 
   it('rejects data outside [-1, 1] and incompatible shapes', () => {

@@ -1,8 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import {
+  Decoder,
   Denoiser,
+  MlpDenoiser,
+  ReverseVariance,
   Rng,
+  Timestep,
+  elboTermAt,
   gaussianOptimalEps,
   hybridLoss,
   klNoiseWeight,
@@ -13,6 +18,21 @@ import {
   vlbLoss,
 } from '../lib';
 import { expectClose, expectNoLeak, take } from './support';
+
+/** A denoiser that depends on t (per example when t is a tensor) and counts its calls. */
+function countingModel(T: number): Denoiser & { calls: number } {
+  const m = {
+    calls: 0,
+    predictEps(xt: tf.Tensor, t: Timestep): tf.Tensor {
+      m.calls++;
+      return tf.tidy(() => {
+        const tt = typeof t === 'number' ? tf.scalar(t) : t.cast('float32').reshape([-1, ...new Array(xt.rank - 1).fill(1)]);
+        return xt.mul(0.8).add(tt.div(T).mul(0.3)).sub(0.1);
+      });
+    },
+  };
+  return m;
+}
 
 describe('training losses', () => {
   it("simpleLoss with eps* has the closed-form minimum (1/D) E_t tr(I - (1 - abar_t) Sigma_t^{-1}) (Monte Carlo)", async () => {
@@ -100,6 +120,104 @@ describe('training losses', () => {
     const hybrid = take(hybridLoss(model, s, x0, { t, eps, lambda: 0.01 }))[0];
     expectClose(hybrid, simple + 0.01 * batched, 1e-5, 1e-5);
     tf.dispose([x0, eps, t]);
+  });
+
+  it('vlbLoss and hybridLoss make exactly one model call per evaluation, whatever the batch timesteps', () => {
+    const s = linearSchedule(20, 0.01, 0.2);
+    const x0 = tf.randomUniform([8, 3], -1, 1, 'float32', 3);
+    const eps = tf.randomNormal([8, 3], 0, 1, 'float32', 4);
+    const t = tf.tensor1d([1, 2, 5, 5, 20, 7, 1, 13], 'int32'); // 6 distinct timesteps, t = 1 twice
+    for (const decoder of ['gaussian', 'discretized'] as Decoder[]) {
+      const model = countingModel(s.T);
+      take(vlbLoss(model, s, x0, { t, eps, decoder }));
+      expect(model.calls, `vlbLoss (${decoder})`).to.equal(1);
+      take(hybridLoss(model, s, x0, { t, eps, decoder }));
+      expect(model.calls, `hybridLoss (${decoder})`).to.equal(2);
+      take(vlbLoss(model, s, x0, { seed: 5, decoder })); // t drawn from U[1, 20]
+      expect(model.calls, `vlbLoss with drawn t (${decoder})`).to.equal(3);
+    }
+    tf.dispose([x0, eps, t]);
+  });
+
+  it('vlbLoss with per-example t equals T/D times the mean of elboTermAt computed one example at a time (every variance and decoder)', async () => {
+    const s = linearSchedule(20, 0.01, 0.2);
+    const batch = 8;
+    const D = 3;
+    const rng = new Rng(31);
+    const ts = [1, 2, 5, 5, 20, 7, 1, 13];
+    // x0 on the 8-bit grid (the discretized decoder's domain), eps standard normal
+    const x0v = Array.from({ length: batch * D }, () => -1 + (2 * rng.int(0, 255)) / 255);
+    const epsv = Array.from({ length: batch * D }, () => rng.normal());
+    const x0 = tf.tensor2d(x0v, [batch, D]);
+    const eps = tf.tensor2d(epsv, [batch, D]);
+    const t = tf.tensor1d(ts, 'int32');
+    for (const variance of ['sigmaQ', 'beta', 'one'] as ReverseVariance[]) {
+      for (const decoder of ['gaussian', 'discretized'] as Decoder[]) {
+        const model = countingModel(s.T);
+        const got = take(await expectNoLeak(() => vlbLoss(model, s, x0, { t, eps, variance, decoder })))[0];
+        // the old per-t path, one example and one number t at a time
+        const terms = ts.map((ti, i) =>
+          take(tf.tidy(() => {
+            const x0i = x0.slice([i, 0], [1, D]);
+            const xt = x0i.mul(Math.sqrt(s.alphaBars[ti])).add(eps.slice([i, 0], [1, D]).mul(Math.sqrt(1 - s.alphaBars[ti])));
+            return elboTermAt(model, s, x0i, xt, ti, { variance, decoder });
+          }))[0]);
+        const want = ((s.T / D) * terms.reduce((a, b) => a + b, 0)) / batch;
+        // same float32 formulas, summed in another order: each of ~D + batch additions rounds by 2^-24
+        // of the running magnitude, so 16 * 2^-24 of sum |term| (times T/(D batch)) bounds the difference
+        const scale = ((s.T / D) * terms.reduce((a, b) => a + Math.abs(b), 0)) / batch;
+        expectClose(got, want, 16 * 2 ** -24 * scale + 1e-7, 0, `vlbLoss ${variance}/${decoder}`);
+        expect(terms.some((v, i) => ts[i] === 1 && v !== 0) && terms.some((v, i) => ts[i] > 1 && v !== 0)).to.equal(true);
+      }
+    }
+    tf.dispose([x0, eps, t]);
+  });
+
+  it('hybridLoss is simple + lambda vlb with the same draws, from one model call, and its gradient is finite (MLP, discretized decoder)', () => {
+    const s = linearSchedule(20, 0.01, 0.2);
+    const mlp = new MlpDenoiser({ dataDim: 3, hidden: 16, depth: 2, embedDim: 8, seed: 2 });
+    let calls = 0;
+    const model: Denoiser = { predictEps: (xt, t) => { calls++; return mlp.predictEps(xt, t); } };
+    const x0 = tf.tensor2d([[-1, 1, 0.2], [1, 1, -1], [-1, -1, -1], [0.6, -0.2, 1]].map((r) => r.map((v) => Math.round(((v + 1) * 255) / 2) * (2 / 255) - 1)));
+    const eps = tf.randomNormal([4, 3], 0, 1, 'float32', 6);
+    const t = tf.tensor1d([1, 1, 9, 20], 'int32');
+    const opts = { t, eps, decoder: 'discretized' as Decoder };
+    const simple = take(simpleLoss(model, s, x0, { t, eps }))[0];
+    const vlb = take(vlbLoss(model, s, x0, opts))[0];
+    calls = 0;
+    const before = tf.memory().numTensors;
+    const { value, grads } = tf.variableGrads(() => hybridLoss(model, s, x0, { ...opts, lambda: 0.01 }), mlp.trainableVariables);
+    expect(calls, 'one model call for the hybrid loss and its gradient').to.equal(1);
+    // simple and vlb are each formed in float32 from the same terms: 1e-6 relative covers their rounding
+    expectClose(take(value)[0], simple + 0.01 * vlb, 1e-6 * (Math.abs(simple) + 0.01 * Math.abs(vlb)), 0, 'hybrid');
+    const g = Object.values(grads).map((x) => take(x));
+    expect(g.every((a) => a.every(Number.isFinite)), 'finite gradients').to.equal(true);
+    expect(tf.memory().numTensors).to.equal(before);
+    tf.dispose([x0, eps, t]);
+    mlp.dispose();
+  });
+
+  it('the losses leak no tensor on success or on a refusal', () => {
+    const s = linearSchedule(10);
+    const model = countingModel(s.T);
+    const x0 = tf.zeros([2, 2]);
+    const out = tf.tensor2d([[0, 1.5], [0, 0]]);
+    const t = tf.tensor1d([1, 4], 'int32');
+    const before = tf.memory().numTensors;
+    for (const f of [simpleLoss, vlbLoss, hybridLoss]) {
+      take(f(model, s, x0, { t, seed: 2 }));
+      take(f(model, s, x0, { seed: 2 }));
+    }
+    const refusals: [() => unknown, RegExp][] = [
+      [() => vlbLoss(model, s, out, { decoder: 'discretized' }), /x0 must lie in \[-1, 1\] \(8-bit data scaled\), got values in \[0, 1.5\]/],
+      [() => hybridLoss(model, s, x0, { decoder: 'bits' as never }), /decoder must be 'discretized' or 'gaussian', got bits/],
+      [() => vlbLoss(model, s, x0, { variance: 'big' as never }), /variance must be one of sigmaQ, beta, one, got big/],
+      [() => vlbLoss(model, s, x0, { t: tf.tensor1d([1, 11], 'int32') }), /t\[1\] must be an integer in \[1, 10\], got 11/],
+    ];
+    for (const [fn, pattern] of refusals) expect(fn).to.throw(pattern);
+    // the t tensor built inline for the last refusal is the caller's; everything else is gone
+    expect(tf.memory().numTensors).to.equal(before + 1);
+    tf.dispose([x0, out, t]);
   });
 
   it('sampleTimesteps draws t uniformly from [1, T] (counts within 5 binomial standard errors)', async () => {

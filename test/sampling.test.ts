@@ -2,12 +2,20 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import {
   Denoiser,
+  ReverseVariance,
+  cosineSchedule,
+  ddimEtaMax,
+  ddimStep,
   ddimTimesteps,
+  ddpmStep,
   gaussianOptimalEps,
   linearSchedule,
   meanAndCovariance,
+  namedSchedule,
+  Rng,
   sampleDDIM,
   sampleDDPM,
+  sampleLoop,
   Schedule,
 } from '../lib';
 import { expectClose, expectNoLeak, take, expectRejects } from './support';
@@ -188,5 +196,194 @@ describe('samplers', () => {
     await expectRejects(() => sampleDDPM(model, s, [2, 2], { trajectoryEvery: 0 }), /trajectoryEvery/);
     await expectRejects(() => sampleDDPM(model, s, [2, 2], { trajectoryAt: [3, -1] }), /trajectoryAt\[1\] must be an integer >= 0, got -1/);
     await expectRejects(() => sampleDDPM(model, s, [2, 2], { variance: 'big' as never }), /variance must be one of sigmaQ, beta, one, got big/);
+  });
+});
+
+/** The schedule's constants re-derived in float64 from its betas alone (not from its tables). */
+function float64Constants(s: Schedule): { beta: number[]; alpha: number[]; abar: number[] } {
+  const beta = [0, ...Array.from(s.betas.subarray(1))];
+  const alpha = beta.map((b) => 1 - b);
+  const abar = [1];
+  for (let t = 1; t <= s.T; t++) abar.push(abar[t - 1] * alpha[t]);
+  return { beta, alpha, abar };
+}
+
+/** n float32-representable standard normals, so that tensors and the float64 reference see the same inputs. */
+function normals(rng: Rng, n: number, scale = 1): number[] {
+  return Array.from({ length: n }, () => Math.fround(scale * rng.normal()));
+}
+
+/**
+ * |got - want| within float32 rounding: each of the step's ~10 float32 operations (and each float32
+ * schedule constant) errs by at most 2^-24 relative to the magnitudes it combines, so 32 * 2^-24
+ * times the sum of the terms' magnitudes (`scale`) bounds the total; nothing here is tuned.
+ */
+function expectFloat32Close(got: ArrayLike<number>, want: number[], scale: number[], what: string): void {
+  want.forEach((w, i) => expectClose(got[i], w, 32 * 2 ** -24 * scale[i], 0, `${what}[${i}]`));
+}
+
+describe('sampler steps (ddpmStep, ddimStep) and the shared loop', () => {
+  const m = [0.6, -0.4];
+  const S = [[0.25, 0.1], [0.1, 0.16]];
+  const s = linearSchedule(100, 1e-4, 0.05);
+  const c = float64Constants(s);
+  const n = 64;
+  const shape: [number, number] = [32, 2];
+  const clip = (v: number) => Math.min(1, Math.max(-1, v));
+
+  it('ddpmStep alone is x_{t-1} = (x_t - beta_t/sqrt(1 - abar_t) eps)/sqrt(alpha_t) + sigma_t z (float64 re-computation), z = 0 at t = 1', async () => {
+    const rng = new Rng(21);
+    for (const variance of ['sigmaQ', 'beta', 'one'] as ReverseVariance[]) {
+      for (const t of [1, 2, 37, 100]) {
+        const [xv, ev, zv] = [normals(rng, n, 1.5), normals(rng, n), normals(rng, n)];
+        const [xt, eps, z] = [tf.tensor2d(xv, shape), tf.tensor2d(ev, shape), tf.tensor2d(zv, shape)];
+        const got = take(await expectNoLeak(() => ddpmStep(s, xt, t, eps, { variance, z })));
+        tf.dispose([xt, eps, z]);
+        const v = variance === 'sigmaQ' ? (c.beta[t] * (1 - c.abar[t - 1])) / (1 - c.abar[t]) : variance === 'beta' ? c.beta[t] : 1;
+        const sd = t === 1 ? 0 : Math.sqrt(v);
+        const k = c.beta[t] / Math.sqrt(1 - c.abar[t]);
+        const want = xv.map((x, i) => (x - k * ev[i]) / Math.sqrt(c.alpha[t]) + sd * zv[i]);
+        const scale = xv.map((x, i) => (Math.abs(x) + Math.abs(k * ev[i])) / Math.sqrt(c.alpha[t]) + Math.abs(sd * zv[i]));
+        expectFloat32Close(got, want, scale, `ddpmStep ${variance} t=${t}`);
+      }
+    }
+  });
+
+  it('ddpmStep with clipX0 uses mu_q(x_t, clip(x0_hat)) (float64 re-computation)', async () => {
+    const rng = new Rng(22);
+    for (const t of [2, 37, 100]) {
+      const [xv, ev, zv] = [normals(rng, n, 2), normals(rng, n), normals(rng, n)];
+      const [xt, eps, z] = [tf.tensor2d(xv, shape), tf.tensor2d(ev, shape), tf.tensor2d(zv, shape)];
+      const got = take(await expectNoLeak(() => ddpmStep(s, xt, t, eps, { clipX0: true, z })));
+      tf.dispose([xt, eps, z]);
+      const [ab, abp] = [c.abar[t], c.abar[t - 1]];
+      const cx0 = (Math.sqrt(abp) * c.beta[t]) / (1 - ab);
+      const cxt = (Math.sqrt(c.alpha[t]) * (1 - abp)) / (1 - ab);
+      const sd = Math.sqrt((c.beta[t] * (1 - abp)) / (1 - ab));
+      const x0 = xv.map((x, i) => clip((x - Math.sqrt(1 - ab) * ev[i]) / Math.sqrt(ab)));
+      const want = xv.map((x, i) => cx0 * x0[i] + cxt * x + sd * zv[i]);
+      // x0_hat's own terms, magnified by 1/sqrt(abar_t) before the clip, count towards the rounding
+      const scale = xv.map((x, i) => cx0 * (Math.abs(x) + Math.sqrt(1 - ab) * Math.abs(ev[i])) / Math.sqrt(ab) + Math.abs(cxt * x) + Math.abs(sd * zv[i]));
+      expectFloat32Close(got, want, scale, `ddpmStep clipX0 t=${t}`);
+    }
+  });
+
+  it('ddimStep alone is sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - s^2) eps + s z with s from eta (float64 re-computation)', async () => {
+    const rng = new Rng(23);
+    const steps: [number, number][] = [[2, 1], [37, 12], [37, 0], [100, 99], [100, 1]];
+    for (const clipX0 of [false, true]) {
+      for (const eta of [0, 0.3, 1]) {
+        for (const [t, tPrev] of steps) {
+          const [xv, ev, zv] = [normals(rng, n, 1.5), normals(rng, n), normals(rng, n)];
+          const [xt, eps, z] = [tf.tensor2d(xv, shape), tf.tensor2d(ev, shape), tf.tensor2d(zv, shape)];
+          const got = take(await expectNoLeak(() => ddimStep(s, xt, t, tPrev, eps, { eta, z, clipX0 })));
+          tf.dispose([xt, eps, z]);
+          const [ab, abp] = [c.abar[t], c.abar[tPrev]];
+          const s2 = eta ** 2 * ((1 - abp) / (1 - ab)) * (1 - ab / abp);
+          let x0 = xv.map((x, i) => (x - Math.sqrt(1 - ab) * ev[i]) / Math.sqrt(ab));
+          let e = ev;
+          if (clipX0) {
+            x0 = x0.map(clip);
+            e = xv.map((x, i) => (x - Math.sqrt(ab) * x0[i]) / Math.sqrt(1 - ab));
+          }
+          const ce = Math.sqrt(1 - abp - s2);
+          const want = x0.map((v, i) => Math.sqrt(abp) * v + ce * e[i] + Math.sqrt(s2) * zv[i]);
+          const scale = xv.map((x, i) =>
+            Math.sqrt(abp) * ((Math.abs(x) + Math.sqrt(1 - ab) * Math.abs(ev[i])) / Math.sqrt(ab)) +
+            ce * (Math.abs(e[i]) + (clipX0 ? (Math.abs(x) + Math.sqrt(ab) * Math.abs(x0[i])) / Math.sqrt(1 - ab) : 0)) +
+            Math.sqrt(s2) * Math.abs(zv[i]));
+          expectFloat32Close(got, want, scale, `ddimStep eta=${eta} clipX0=${clipX0} ${t}->${tPrev}`);
+        }
+      }
+    }
+  });
+
+  it('sampleLoop with ddpmStep or ddimStep as the step is sampleDDPM / sampleDDIM, bit for bit (same seeds)', async () => {
+    const model = gaussianOptimalEps(m, S, s);
+    const all = Array.from({ length: s.T }, (_, i) => i + 1);
+    const a = take((await sampleDDPM(model, s, [8, 2], { seed: 9, variance: 'beta' })).x0);
+    const b = take((await sampleLoop(model, s, [8, 2], all, (xt, t, _p, eps) => ddpmStep(s, xt, t, eps, { seed: 9, variance: 'beta' }), { seed: 9 })).x0);
+    expect(Array.from(b)).to.deep.equal(Array.from(a));
+    const taus = ddimTimesteps(s.T, 12);
+    const d = take((await sampleDDIM(model, s, [8, 2], { seed: 9, steps: 12, eta: 0.6 })).x0);
+    const e = take((await sampleLoop(model, s, [8, 2], taus, (xt, t, tPrev, eps) => ddimStep(s, xt, t, tPrev, eps, { seed: 9, eta: 0.6 }), { seed: 9 })).x0);
+    expect(Array.from(e)).to.deep.equal(Array.from(d));
+  });
+
+  it('ddimEtaMax is where 1 - abar_prev - s^2 reaches 0 at the tightest step (float64), and is >= 1', () => {
+    for (const sched of [linearSchedule(1000), cosineSchedule(1000), namedSchedule('linear', 200), s]) {
+      const k = float64Constants(sched);
+      for (const steps of [2, 10, 200, sched.T]) {
+        const taus = ddimTimesteps(sched.T, Math.min(steps, sched.T));
+        const etaMax = ddimEtaMax(sched, taus);
+        expect(etaMax, `etaMax T=${sched.T} steps=${steps}`).to.be.at.least(1 - 1e-12);
+        // the smallest sqrt argument over the steps with t' > 0, from the float64 re-derived abar
+        const minArg = (eta: number) => Math.min(...taus.slice(1).map((t, i) => {
+          const [ab, abp] = [k.abar[t], k.abar[taus[i]]];
+          return 1 - abp - eta ** 2 * ((1 - abp) / (1 - ab)) * (1 - ab / abp);
+        }));
+        const smallest = Math.min(...taus.slice(1).map((_, i) => 1 - k.abar[taus[i]]));
+        expectClose(minArg(etaMax), 0, 1e-9 * smallest, 0, `the tightest step at etaMax (T=${sched.T}, steps=${steps})`);
+        expect(minArg(etaMax * 1.001), 'just above etaMax the argument is negative').to.be.below(0);
+      }
+    }
+    expect(ddimEtaMax(s, [s.T])).to.equal(Infinity, 'one step straight to x_0 has s = 0 for any eta');
+  });
+
+  it('sampleDDIM refuses an eta above ddimEtaMax before any model call, naming eta, its value and the range', async () => {
+    const sched = linearSchedule(1000);
+    let calls = 0;
+    const inner = gaussianOptimalEps(m, S, sched);
+    const counting: Denoiser = { predictEps: (xt, t) => { calls++; return inner.predictEps(xt, t); } };
+    const etaMax = ddimEtaMax(sched, ddimTimesteps(1000, 200));
+    expect(etaMax).to.be.within(1, 1.2);
+    const before = tf.memory().numTensors;
+    await expectRejects(() => sampleDDIM(counting, sched, [4, 2], { steps: 200, eta: 1.2 }), new RegExp(`eta must be in \\[0, ${etaMax}\\] for these 200 DDIM timesteps.*got 1.2`));
+    expect(calls, 'no model call before the refusal').to.equal(0);
+    expect(tf.memory().numTensors).to.equal(before);
+    // at etaMax itself (and at 1) every step's square root stays real: finite samples
+    for (const eta of [1, etaMax]) {
+      const r = take((await sampleDDIM(counting, sched, [4, 2], { steps: 200, eta, seed: 1 })).x0);
+      expect(r.every(Number.isFinite), `finite samples at eta = ${eta}`).to.equal(true);
+    }
+    const [xt, eps] = [tf.zeros([2, 2]), tf.zeros([2, 2])];
+    const one = ddimEtaMax(sched, [1, 6]);
+    expect(() => ddimStep(sched, xt, 6, 1, eps, { eta: 1.2 })).to.throw(new RegExp(`eta must be in \\[0, ${one}\\] for these 2 DDIM timesteps.*t = 6 -> t' = 1.*got 1.2`));
+    tf.dispose([xt, eps]);
+  });
+
+  it('the step functions reject bad input with the parameter named, and leak nothing either way', () => {
+    const [xt, eps, bad, nan] = [tf.zeros([2, 2]), tf.zeros([2, 2]), tf.zeros([2, 3]), tf.tensor2d([[0, NaN], [0, 0]])];
+    const before = tf.memory().numTensors;
+    const cases: [() => unknown, RegExp][] = [
+      [() => ddpmStep(s, xt, 0, eps), /t must be an integer in \[1, 100\], got 0/],
+      [() => ddpmStep(s, xt, 101, eps), /t must be an integer in \[1, 100\], got 101/],
+      [() => ddpmStep(s, xt, 5, bad), /xt and epsTheta must have the same shape, got \[2,2\] and \[2,3\]/],
+      [() => ddpmStep(s, nan, 5, eps), /xt must contain only finite numbers/],
+      [() => ddpmStep(s, xt, 5, nan), /epsTheta must contain only finite numbers/],
+      [() => ddpmStep(s, xt, 5, eps, { z: bad }), /xt and z must have the same shape/],
+      [() => ddpmStep(s, xt, 5, eps, { variance: 'big' as never }), /variance must be one of sigmaQ, beta, one, got big/],
+      [() => ddimStep(s, xt, 5, 5, eps), /tPrev must be an integer in \[0, 4\], got 5/],
+      [() => ddimStep(s, xt, 5, 2, eps, { eta: -0.1 }), /eta must be a finite number in \[0, Infinity\), got -0.1/],
+      [() => ddimStep(s, xt, 5, 2, eps, { z: nan, eta: 1 }), /z must contain only finite numbers/],
+    ];
+    for (const [fn, pattern] of cases) {
+      expect(fn).to.throw(pattern);
+      expect(tf.memory().numTensors, `after ${pattern}`).to.equal(before);
+    }
+    tf.dispose([xt, eps, bad, nan]);
+  });
+
+  it('a sampler whose model or callback throws leaks nothing (wrong shape for the model, failing onStep)', async () => {
+    const model = gaussianOptimalEps(m, S, s); // a 2-D model: shape [4, 3] makes predictEps throw
+    const before = tf.memory().numTensors;
+    await expectRejects(() => sampleDDPM(model, s, [4, 3]), /xt must have shape \[batch, 2\], got \[4,3\]/);
+    await expectRejects(() => sampleDDIM(model, s, [4, 3], { steps: 5 }), /xt must have shape \[batch, 2\], got \[4,3\]/);
+    const onStep = (i: { step: number }) => { if (i.step === 3) throw new Error('stop at step 3'); };
+    await expectRejects(() => sampleDDPM(model, s, [4, 2], { onStep, trajectoryEvery: 1 }), /stop at step 3/);
+    await expectRejects(() => sampleDDIM(model, s, [4, 2], { onStep, steps: 10, eta: 0.5 }), /stop at step 3/);
+    await expectRejects(() => sampleLoop(model, s, [4, 2], [3, 2], (xt) => xt.clone()), /timesteps\[1\] must be an integer in \[4, 100\], got 2/);
+    await expectRejects(() => sampleLoop(model, s, [4, 2], [], (xt) => xt.clone()), /timesteps must be a non-empty ascending array/);
+    expect(tf.memory().numTensors, 'tensors left after the failures').to.equal(before);
   });
 });

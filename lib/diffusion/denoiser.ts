@@ -6,7 +6,10 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Timestep } from './schedule';
 
-/** eps_theta(x_t, t): predicts the noise in x_t, with the same shape as x_t. */
+/**
+ * eps_theta(x_t, t): predicts the noise in x_t, with the same shape as x_t. t is one timestep for
+ * the batch or an int32 [batch] tensor of per-example timesteps (the losses pass the latter, once per batch).
+ */
 export interface Denoiser {
   predictEps(xt: tf.Tensor, t: Timestep): tf.Tensor;
 }

@@ -112,15 +112,20 @@ export async function elboTerms(model: Denoiser, s: Schedule, x0: tf.Tensor, opt
   const batch = x0.shape[0];
   const D = x0.size / batch;
   const perT: tf.Tensor1D[] = [];
-  for (let t = 1; t <= s.T; t++) {
-    perT.push(
-      tf.tidy(() => {
-        const eps = tf.randomNormal(x0.shape, 0, 1, 'float32', deriveSeed(seed, 0xe1b0, t));
-        return elboTermAt(model, s, x0, qSampleUnchecked(s, x0, t, eps), t, opts);
-      }),
-    );
+  try {
+    for (let t = 1; t <= s.T; t++) {
+      perT.push(
+        tf.tidy(() => {
+          const eps = tf.randomNormal(x0.shape, 0, 1, 'float32', deriveSeed(seed, 0xe1b0, t));
+          return elboTermAt(model, s, x0, qSampleUnchecked(s, x0, t, eps), t, opts);
+        }),
+      );
+    }
+    perT.push(priorTerm(s, x0));
+  } catch (e) {
+    tf.dispose(perT); // a model that fails at some t leaves the terms before it behind otherwise
+    throw e;
   }
-  perT.push(priorTerm(s, x0));
   const L = await readTerms(perT);
   const total = sumTerms(L);
   for (let i = 0; i < batch; i++) {
@@ -169,9 +174,7 @@ export async function elboFirstForm(
   const axes = x0.shape.slice(1).map((_, i) => i + 1);
   // x[t] for t = 0..T: the trajectory, kept until every term that needs it is done.
   const x: tf.Tensor[] = [x0.clone()];
-  for (let t = 1; t <= s.T; t++) {
-    x.push(tf.tidy(() => qStepUnchecked(s, x[t - 1], t, tf.randomNormal(x0.shape, 0, 1, 'float32', deriveSeed(seed, 0xf1f0, t)))));
-  }
+  const terms: tf.Tensor1D[] = [];
   // -log p(x_t | x_{t+1}) + log q(x_t | x_{t-1}), or the KL of q(x_t | x_{t-1}) from the model's step.
   const consistencyTerm = (t: number, pMean: tf.Tensor, pLogVar: tf.Tensor): tf.Tensor1D =>
     tf.tidy(() => {
@@ -183,18 +186,26 @@ export async function elboFirstForm(
           : normalLogPdf(x[t], qMean, qLogVar).sub(normalLogPdf(x[t], pMean, pLogVar));
       return perDim.sum(axes) as tf.Tensor1D;
     });
-  const terms: tf.Tensor1D[] = [];
-  terms.push(elboTermAt(model, s, x0, x[1], 1, opts)); // -log p(x_0 | x_1)
-  terms.push(tf.tidy(() => consistencyTerm(s.T, tf.zerosLike(x0), tf.scalar(0)))); // p(x_T) = N(0, I)
-  for (let t = 1; t <= s.T - 1; t++) {
-    terms.push(
-      tf.tidy(() => {
-        const p = pMeanVarianceUnchecked(model, s, x[t + 1], t + 1, opts);
-        return consistencyTerm(t, p.mean, p.logVariance);
-      }),
-    );
+  try {
+    for (let t = 1; t <= s.T; t++) {
+      x.push(tf.tidy(() => qStepUnchecked(s, x[t - 1], t, tf.randomNormal(x0.shape, 0, 1, 'float32', deriveSeed(seed, 0xf1f0, t)))));
+    }
+    terms.push(elboTermAt(model, s, x0, x[1], 1, opts)); // -log p(x_0 | x_1)
+    terms.push(tf.tidy(() => consistencyTerm(s.T, tf.zerosLike(x0), tf.scalar(0)))); // p(x_T) = N(0, I)
+    for (let t = 1; t <= s.T - 1; t++) {
+      terms.push(
+        tf.tidy(() => {
+          const p = pMeanVarianceUnchecked(model, s, x[t + 1], t + 1, opts);
+          return consistencyTerm(t, p.mean, p.logVariance);
+        }),
+      );
+    }
+  } catch (e) {
+    tf.dispose(terms); // a failing model leaves neither the trajectory nor the terms behind
+    throw e;
+  } finally {
+    tf.dispose(x);
   }
-  tf.dispose(x);
   const [decoder, prior, ...consistency] = await readTerms(terms);
   return { decoder, prior, consistency, total: sumTerms([decoder, prior, ...consistency]) };
 }

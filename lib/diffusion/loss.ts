@@ -5,12 +5,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Denoiser } from './denoiser';
-import { ElboOptions, elboTermAt } from './elbo';
+import type { ElboOptions } from './elbo';
 import { checkBatch, checkPair, qSampleUnchecked } from './forward';
+import { checkUnitRange, discretizedGaussianLogLikelihoodUnchecked, normalKLUnchecked, normalLogPdfUnchecked } from './gaussian';
+import { qPosteriorMeanUnchecked } from './posterior';
 import { Rng, deriveSeed } from './random';
-import { ReverseVariance, checkReverseVariance } from './reverse';
-import { Schedule, Timestep } from './schedule';
-import { checkNumber, sumTensors } from './validate';
+import { ReverseVariance, checkReverseVariance, pMeanVarianceFromEpsUnchecked } from './reverse';
+import { Schedule, Timestep, extract } from './schedule';
+import { checkNumber } from './validate';
 
 /** Which objective training minimises. */
 export type LossType = 'simple' | 'vlb' | 'hybrid';
@@ -39,26 +41,55 @@ export function sampleTimesteps(T: number, batch: number, rng: Rng): tf.Tensor1D
   return tf.tensor1d(drawTimesteps(T, batch, rng), 'int32');
 }
 
-/** The draws of one loss evaluation, t kept as JS numbers too so the VLB never reads it back. */
-function draws(s: Schedule, x0: tf.Tensor, d: LossDraws): { t: Timestep; tValues: number | Int32Array; eps: tf.Tensor } {
+/** The draws of one loss evaluation: t (the caller's, or drawn as an int32 tensor) and eps. */
+function draws(s: Schedule, x0: tf.Tensor, d: LossDraws): { t: Timestep; eps: tf.Tensor } {
   const seed = d.seed ?? 0;
-  let t: Timestep;
-  let tValues: number | Int32Array;
-  if (d.t === undefined) {
-    tValues = drawTimesteps(s.T, x0.shape[0], new Rng(deriveSeed(seed, 0x7153)));
-    t = tf.tensor1d(tValues, 'int32');
-  } else {
-    t = d.t;
-    // A caller's tensor t is read once here (checkBatch has read it already on sync backends).
-    tValues = typeof d.t === 'number' ? d.t : (d.t.dataSync() as Int32Array);
-  }
+  const t = d.t ?? tf.tensor1d(drawTimesteps(s.T, x0.shape[0], new Rng(deriveSeed(seed, 0x7153))), 'int32');
   const eps = d.eps ?? tf.randomNormal(x0.shape, 0, 1, 'float32', deriveSeed(seed, 0xe95));
-  return { t, tValues, eps };
+  return { t, eps };
 }
 
 function checkLossArgs(s: Schedule, x0: tf.Tensor, d: LossDraws): void {
   if (d.eps === undefined) checkBatch(s, 'x0', x0, d.t ?? 1);
   else checkPair(s, 'x0', x0, d.t ?? 1, 'eps', d.eps);
+}
+
+/** The VLB losses' own options: the reverse variance and the decoder (8-bit data must lie in [-1, 1]). */
+function checkVlbArgs(x0: tf.Tensor, opts: ElboOptions): void {
+  if (opts.variance !== undefined) checkReverseVariance(opts.variance);
+  if (opts.decoder !== undefined && opts.decoder !== 'discretized' && opts.decoder !== 'gaussian') {
+    throw new Error(`decoder must be 'discretized' or 'gaussian', got ${String(opts.decoder)}`);
+  }
+  if (opts.decoder === 'discretized') checkUnitRange('x0', x0);
+}
+
+/**
+ * Every example's VLB term from one eps_theta(x_t, t), as a [batch] tensor in nats: the decoder
+ * -log p_theta(x_0 | x_1) where t = 1, KL(q(x_{t-1}|x_t,x_0) || p_theta(x_{t-1}|x_t)) where t >= 2.
+ * For a tensor t both are computed for every example and tf.where picks (improved-diffusion's
+ * _vb_terms_bpd), so the batch needs one model call whatever its timesteps. No checks.
+ */
+export function vlbTermsFromEps(
+  s: Schedule,
+  x0: tf.Tensor,
+  xt: tf.Tensor,
+  t: Timestep,
+  epsTheta: tf.Tensor,
+  opts: ElboOptions = {},
+): tf.Tensor1D {
+  return tf.tidy(() => {
+    const axes = x0.shape.slice(1).map((_, i) => i + 1);
+    const p = pMeanVarianceFromEpsUnchecked(s, xt, t, epsTheta, opts);
+    const decoderNll = (): tf.Tensor =>
+      ((opts.decoder ?? 'gaussian') === 'discretized'
+        ? discretizedGaussianLogLikelihoodUnchecked(x0, p.mean, p.logVariance.mul(0.5))
+        : normalLogPdfUnchecked(x0, p.mean, p.logVariance)
+      ).sum(axes).neg();
+    const kl = (): tf.Tensor =>
+      normalKLUnchecked(qPosteriorMeanUnchecked(s, x0, xt, t), extract(s.sigmaQ2LogClipped, t, x0.rank), p.mean, p.logVariance).sum(axes);
+    if (typeof t === 'number') return (t === 1 ? decoderNll() : kl()) as tf.Tensor1D;
+    return tf.where(t.equal(1), decoderNll(), kl()) as tf.Tensor1D;
+  });
 }
 
 /** The simple loss without checks: mean over batch and dimensions of (eps_theta(x_t, t) - eps)^2. */
@@ -82,68 +113,67 @@ export function simpleLoss(model: Denoiser, s: Schedule, x0: tf.Tensor, opts: Lo
   });
 }
 
-/**
- * vlbLoss without checks, t given as one number or as the per-example values in JS (so nothing is
- * read back from the device). The batch is grouped by t, one model call per distinct t.
- */
+/** Per-example timesteps given as JS values become the int32 tensor the model and the tables take. */
+function timestepTensor(t: Timestep | Int32Array): Timestep {
+  return t instanceof Int32Array ? tf.tensor1d(t, 'int32') : t;
+}
+
+/** vlbLoss without checks: T/D times the batch mean of vlbTermsFromEps, one model call. */
 export function vlbLossUnchecked(
   model: Denoiser,
   s: Schedule,
   x0: tf.Tensor,
-  t: number | Int32Array,
+  t: Timestep | Int32Array,
   eps: tf.Tensor,
   opts: ElboOptions = {},
 ): tf.Scalar {
   return tf.tidy(() => {
     const D = x0.size / x0.shape[0];
-    if (typeof t === 'number') {
-      return elboTermAt(model, s, x0, qSampleUnchecked(s, x0, t, eps), t, opts).mean().mul(s.T / D) as tf.Scalar;
-    }
-    const groups = new Map<number, number[]>();
-    t.forEach((tv, i) => {
-      const group = groups.get(tv);
-      if (group) group.push(i);
-      else groups.set(tv, [i]);
-    });
-    const parts: tf.Tensor[] = [];
-    for (const [tv, idx] of groups) {
-      const index = tf.tensor1d(idx, 'int32');
-      const x0g = tf.gather(x0, index);
-      const xt = qSampleUnchecked(s, x0g, tv, tf.gather(eps, index));
-      parts.push(elboTermAt(model, s, x0g, xt, tv, opts).sum());
-    }
-    return sumTensors(parts).div(x0.shape[0]).mul(s.T / D) as tf.Scalar;
+    const tt = timestepTensor(t);
+    const xt = qSampleUnchecked(s, x0, tt, eps);
+    return vlbTermsFromEps(s, x0, xt, tt, model.predictEps(xt, tt), opts).mean().mul(s.T / D) as tf.Scalar;
   });
 }
 
 /**
  * The variational bound as a loss: T · L_{t-1} / D averaged over the batch, t ~ U[1, T], so that its
  * expectation times D is sum_t L_{t-1} = -ELBO - L_T (nats). L_0 (t = 1) uses opts.decoder.
- * Differentiable. A tensor t is read back once (not possible on webgpu under Node: pass numbers there).
+ * Differentiable; one model call per evaluation whatever the batch's timesteps, nothing read back.
  */
 export function vlbLoss(model: Denoiser, s: Schedule, x0: tf.Tensor, opts: LossDraws & ElboOptions = {}): tf.Scalar {
   checkLossArgs(s, x0, opts);
+  checkVlbArgs(x0, opts);
   return tf.tidy(() => {
-    const { tValues, eps } = draws(s, x0, opts);
-    return vlbLossUnchecked(model, s, x0, tValues, eps, opts);
+    const { t, eps } = draws(s, x0, opts);
+    return vlbLossUnchecked(model, s, x0, t, eps, opts);
   });
 }
 
-/** hybridLoss without checks: simple + lambda · vlb with the same t (tensor and JS values) and eps. */
+/**
+ * hybridLoss without checks: simple + lambda · vlb with the same t and eps, both from ONE model
+ * call. tValues is ignored (the VLB now takes the tensor t); it stays so that callers keep compiling.
+ */
 export function hybridLossUnchecked(
   model: Denoiser,
   s: Schedule,
   x0: tf.Tensor,
   t: Timestep,
-  tValues: number | Int32Array,
+  _tValues: unknown,
   eps: tf.Tensor,
   lambda = 0.001,
   opts: ElboOptions = {},
 ): tf.Scalar {
-  return tf.tidy(() => simpleLossUnchecked(model, s, x0, t, eps).add(vlbLossUnchecked(model, s, x0, tValues, eps, opts).mul(lambda)) as tf.Scalar);
+  return tf.tidy(() => {
+    const D = x0.size / x0.shape[0];
+    const xt = qSampleUnchecked(s, x0, t, eps);
+    const epsTheta = model.predictEps(xt, t);
+    const simple = tf.squaredDifference(epsTheta, eps).mean();
+    const vlb = vlbTermsFromEps(s, x0, xt, t, epsTheta, opts).mean().mul(s.T / D);
+    return simple.add(vlb.mul(lambda)) as tf.Scalar;
+  });
 }
 
-/** Improved DDPM's hybrid objective: simpleLoss + lambda · vlbLoss with the same draws (lambda = 0.001). */
+/** Improved DDPM's hybrid objective: simpleLoss + lambda · vlbLoss with the same draws (lambda = 0.001), one model call. */
 export function hybridLoss(
   model: Denoiser,
   s: Schedule,
@@ -153,9 +183,10 @@ export function hybridLoss(
   const lambda = opts.lambda ?? 0.001;
   checkNumber('lambda', lambda, 0, Infinity, { hi: true });
   checkLossArgs(s, x0, opts);
+  checkVlbArgs(x0, opts);
   return tf.tidy(() => {
-    const { t, tValues, eps } = draws(s, x0, opts);
-    return hybridLossUnchecked(model, s, x0, t, tValues, eps, lambda, opts);
+    const { t, eps } = draws(s, x0, opts);
+    return hybridLossUnchecked(model, s, x0, t, undefined, eps, lambda, opts);
   });
 }
 

@@ -62,16 +62,15 @@ export function reverseVariance(s: Schedule, t: Timestep, rank: number, variance
   });
 }
 
-/** pMeanVariance without checks (the samplers' and the ELBO's inner step). */
-export function pMeanVarianceUnchecked(
-  model: Denoiser,
+/** p_theta(x_{t-1} | x_t) from a given eps_theta(x_t, t), without checks (the step functions' core). */
+export function pMeanVarianceFromEpsUnchecked(
   s: Schedule,
   xt: tf.Tensor,
   t: Timestep,
+  eps: tf.Tensor,
   opts: ReverseOptions = {},
 ): ReverseStep {
   return tf.tidy(() => {
-    const eps = model.predictEps(xt, t);
     let x0 = predictX0FromEpsUnchecked(s, xt, t, eps);
     let mean: tf.Tensor;
     if (opts.clipX0) {
@@ -80,8 +79,20 @@ export function pMeanVarianceUnchecked(
     } else {
       mean = posteriorMeanFromEpsUnchecked(s, xt, t, eps);
     }
-    return { eps, x0, mean, ...reverseVariance(s, t, xt.rank, opts.variance ?? 'sigmaQ') };
+    // eps is the caller's: a clone keeps the returned step disposable as a whole
+    return { eps: eps.clone(), x0, mean, ...reverseVariance(s, t, xt.rank, opts.variance ?? 'sigmaQ') };
   });
+}
+
+/** pMeanVariance without checks (the samplers' and the ELBO's inner step): one model call. */
+export function pMeanVarianceUnchecked(
+  model: Denoiser,
+  s: Schedule,
+  xt: tf.Tensor,
+  t: Timestep,
+  opts: ReverseOptions = {},
+): ReverseStep {
+  return tf.tidy(() => ({ ...pMeanVarianceFromEpsUnchecked(s, xt, t, model.predictEps(xt, t), opts) }));
 }
 
 /**

@@ -24,16 +24,29 @@ function haveMpmath(): boolean {
   return spawnSync(PYTHON, ['-c', 'import mpmath'], { encoding: 'utf8' }).status === 0;
 }
 
+/** mpmath's answer for one bin: log P and its two derivatives, with the magnitudes they are differences of. */
+interface BinReference {
+  logP: number;
+  dMean: number;
+  dLogScale: number;
+  /** (phi(hi) + phi(lo)) / (s P) and (|hi phi(hi)| + |lo phi(lo)|) / P: the terms dMean and dLogScale subtract. */
+  dMeanScale: number;
+  dLogScaleScale: number;
+}
+
 /**
  * The exact log-probability of each (x, mean, logScale) bin, from mpmath at 60 significant digits:
  * the Gaussian mass over [x - 1/255, x + 1/255] (edge bins open), each tail through erfc so that no
- * digit is lost, returned as float64 natural logs.
+ * digit is lost, with d log P / d mean = -(phi(hi) - phi(lo))/(s P) and
+ * d log P / d logScale = -(hi phi(hi) - lo phi(lo))/P, returned as float64.
  */
-function mpmathLogBinProbabilities(cases: number[][]): number[] {
+function mpmathBins(cases: number[][]): BinReference[] {
   const script = [
     'import json, sys',
-    'from mpmath import mp, mpf, erfc, exp, log, sqrt, inf',
+    'from mpmath import mp, mpf, erfc, exp, log, sqrt, pi, inf, isinf',
     'mp.dps = 60',
+    'pdf = lambda z: mpf(0) if isinf(z) else exp(-z * z / 2) / sqrt(2 * pi)',
+    'zpdf = lambda z: mpf(0) if isinf(z) else z * pdf(z)',
     'out = []',
     'for x, m, ls in json.load(sys.stdin):',
     '    x, m, s = mpf(x), mpf(m), exp(mpf(ls))',
@@ -44,12 +57,45 @@ function mpmathLogBinProbabilities(cases: number[][]): number[] {
     '    if lo >= 0: p = (erfc(lo / r) - erfc(hi / r)) / 2',
     '    elif hi <= 0: p = (erfc(-hi / r) - erfc(-lo / r)) / 2',
     '    else: p = 1 - (erfc(-lo / r) + erfc(hi / r)) / 2',
-    '    out.append(float(log(p)))',
+    '    out.append([float(log(p)), float(-(pdf(hi) - pdf(lo)) / (s * p)), float(-(zpdf(hi) - zpdf(lo)) / p),',
+    '                float((pdf(hi) + pdf(lo)) / (s * p)), float((abs(zpdf(hi)) + abs(zpdf(lo))) / p)])',
     'print(json.dumps(out))',
   ].join('\n');
   const r = spawnSync(PYTHON, ['-c', script], { input: JSON.stringify(cases), encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`mpmath reference failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as number[];
+  return (JSON.parse(r.stdout) as number[][]).map(([logP, dMean, dLogScale, dMeanScale, dLogScaleScale]) => ({ logP, dMean, dLogScale, dMeanScale, dLogScaleScale }));
+}
+
+let gridReference: BinReference[] | null = null;
+
+/** mpmathBins of binGrid(), computed once for the tests that share it. */
+function gridBins(): BinReference[] {
+  gridReference ??= mpmathBins(binGrid());
+  return gridReference;
+}
+
+/** Skips (or, under CI=true, fails) a test when mpmath is missing. */
+function requireMpmath(ctx: Mocha.Context): void {
+  if (haveMpmath()) return;
+  if (process.env.CI === 'true') throw new Error(`${PYTHON} cannot import mpmath: apt-get install -y python3-mpmath`);
+  console.warn(`      skipped: ${PYTHON} cannot import mpmath (apt-get install -y python3-mpmath)`);
+  ctx.skip();
+}
+
+/**
+ * Every level of the 8-bit grid under means inside, at and beyond the data range and scales from
+ * 0.001 (a bin is 7.8 sd wide) to 30 (a bin is 2.6e-4 sd wide): the tails reach far below 1e-30.
+ * Float32 values, so the reference sees exactly what the tensors hold.
+ */
+function binGrid(): number[][] {
+  const levels = Array.from({ length: 256 }, (_, k) => Math.fround(-1 + (2 * k) / 255));
+  const cases: number[][] = [];
+  for (const mean of [-0.93, -0.2, 0, 0.37, 0.98, 1.3]) {
+    for (const scale of [0.001, 0.004, 0.02, 0.1, 0.5, 3, 30]) {
+      for (const x of levels) cases.push([x, Math.fround(mean), Math.fround(Math.log(scale))]);
+    }
+  }
+  return cases;
 }
 
 describe('Gaussian densities and divergences', () => {
@@ -122,26 +168,13 @@ describe('Gaussian densities and divergences', () => {
   });
 
   it('every bin probability from ~1 down to 1e-30, edge bins included, is right to 1e-4 relative (mpmath at 60 digits)', function () {
-    if (!haveMpmath()) {
-      if (process.env.CI === 'true') throw new Error(`${PYTHON} cannot import mpmath: apt-get install -y python3-mpmath`);
-      console.warn(`      skipped: ${PYTHON} cannot import mpmath (apt-get install -y python3-mpmath)`);
-      this.skip();
-    }
-    // Every level of the 8-bit grid under means inside, at and beyond the data range and scales from
-    // 0.001 (a bin is 7.8 sd wide) to 30 (a bin is 2.6e-4 sd wide): the tails reach far below 1e-30.
-    const levels = Array.from({ length: 256 }, (_, k) => Math.fround(-1 + (2 * k) / 255));
-    const cases: number[][] = [];
-    for (const mean of [-0.93, -0.2, 0, 0.37, 0.98, 1.3]) {
-      for (const scale of [0.001, 0.004, 0.02, 0.1, 0.5, 3, 30]) {
-        // the reference gets the float32 values the tensors hold, so only the computation is compared
-        for (const x of levels) cases.push([x, Math.fround(mean), Math.fround(Math.log(scale))]);
-      }
-    }
+    requireMpmath(this);
+    const cases = binGrid();
     const column = (j: number) => tf.tensor1d(cases.map((c) => c[j]));
     const [x, mean, logScale] = [column(0), column(1), column(2)];
     const got = take(discretizedGaussianLogLikelihood(x, mean, logScale));
     tf.dispose([x, mean, logScale]);
-    const ref = mpmathLogBinProbabilities(cases);
+    const ref = gridBins().map((b) => b.logP);
     const floor = Math.log(1e-30);
     let kept = 0;
     let smallest = 0;
@@ -168,6 +201,26 @@ describe('Gaussian densities and divergences', () => {
     expect(Math.max(...ref)).to.be.above(Math.log(0.99));
     expect(edgesKept.lower, 'lower edge bins below 1e-20').to.be.above(0);
     expect(edgesKept.upper, 'upper edge bins below 1e-20').to.be.above(0);
+  });
+
+  it('the gradients of log P in mean and logScale match their closed forms (mpmath) for every bin down to 1e-30', function () {
+    requireMpmath(this);
+    const cases = binGrid();
+    const ref = gridBins();
+    const keep = cases.map((_, i) => i).filter((i) => ref[i].logP >= Math.log(1e-30));
+    const column = (j: number) => tf.tensor1d(keep.map((i) => cases[i][j]));
+    const [x, mean, logScale] = [column(0), column(1), column(2)];
+    const [gMean, gLogScale] = tf.grads((m: tf.Tensor, l: tf.Tensor) => discretizedGaussianLogLikelihood(x, m, l).sum())([mean, logScale]).map(take);
+    tf.dispose([x, mean, logScale]);
+    // Each derivative is a difference of two edge terms; float32 rounding of z (~1e-7 relative) moves
+    // each term by ~z^2 1e-7 (<= 1.4e-5 at P = 1e-30) and the tail form's log1p(-exp(d)) divides the
+    // difference by 1 - e^d >= 1 - e^-0.4: 1e-4 of the terms' magnitudes bounds both with room.
+    keep.forEach((i, k) => {
+      const r = ref[i];
+      const where = `bin x=${cases[i][0]} mean=${cases[i][1]} logScale=${cases[i][2]} (log P = ${r.logP})`;
+      expectClose(gMean[k], r.dMean, 1e-4 * r.dMeanScale + 1e-6, 0, `d log P / d mean, ${where}`);
+      expectClose(gLogScale[k], r.dLogScale, 1e-4 * r.dLogScaleScale + 1e-6, 0, `d log P / d logScale, ${where}`);
+    });
   });
 
   it('the discretized likelihood has finite gradients in mean and logScale everywhere, far tails and edge bins included', () => {

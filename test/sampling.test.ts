@@ -383,6 +383,11 @@ describe('sampler steps (ddpmStep, ddimStep) and the shared loop', () => {
     await expectRejects(() => sampleDDPM(model, s, [4, 2], { onStep, trajectoryEvery: 1 }), /stop at step 3/);
     await expectRejects(() => sampleDDIM(model, s, [4, 2], { onStep, steps: 10, eta: 0.5 }), /stop at step 3/);
     await expectRejects(() => sampleLoop(model, s, [4, 2], [3, 2], (xt) => xt.clone()), /timesteps\[1\] must be an integer in \[4, 100\], got 2/);
+    // a step that returns x_t itself must not have it disposed under it
+    const xT = tf.ones([4, 2]);
+    const same = await sampleLoop(model, s, [4, 2], [1, 5, 9], (xt) => xt, { xT });
+    expect(Array.from(take(same.x0))).to.deep.equal([1, 1, 1, 1, 1, 1, 1, 1]);
+    xT.dispose();
     await expectRejects(() => sampleLoop(model, s, [4, 2], [], (xt) => xt.clone()), /timesteps must be a non-empty ascending array/);
     expect(tf.memory().numTensors, 'tensors left after the failures').to.equal(before);
   });

@@ -260,7 +260,7 @@ async function runLoop(model: Denoiser, s: Schedule, shape: number[], timesteps:
       const tPrev = i > 0 ? timesteps[i - 1] : 0;
       const xt = x;
       const next = tf.tidy(() => step(xt, t, tPrev, model.predictEps(xt, t)));
-      xt.dispose();
+      if (next !== xt) xt.dispose(); // a step that hands x_t back unchanged keeps it alive
       x = next;
       const done = timesteps.length - i;
       await recorder.step(done, tPrev, i === 0, x);

@@ -8,6 +8,7 @@
  */
 import { createHash } from 'crypto';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { Rng, deriveSeed } from '../diffusion/random';
@@ -232,6 +233,7 @@ async function main(): Promise<void> {
   const images = (await train.images.data()) as Float32Array;
   train.images.dispose();
   const started = Date.now();
+  const cpuStart = process.cpuUsage();
   const { judge, steps } = await trainJudge({
     images,
     labels: train.labels,
@@ -246,6 +248,8 @@ async function main(): Promise<void> {
       console.log(`step ${step}/${total}  loss ${loss.toFixed(4)}  ${((Date.now() - started) / 1000).toFixed(0)} s`),
   });
   const trainSeconds = (Date.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuStart);
+  const trainCpuSeconds = (cpu.user + cpu.system) / 1e6;
 
   const test = loadMnist({ split: 'test' });
   const testImages = (await test.images.data()) as Float32Array;
@@ -269,6 +273,9 @@ async function main(): Promise<void> {
     outlierWeight,
     trainImages: images.length / PIXELS,
     trainSeconds: Math.round(trainSeconds),
+    trainCpuSeconds: Math.round(trainCpuSeconds),
+    loadAverage: Math.round(100 * os.loadavg()[0]) / 100,
+    cores: os.cpus().length,
     heldOut: { count: test.labels.length, ...heldOut },
     sha256: digest,
     createdAt: new Date().toISOString(),
@@ -282,8 +289,8 @@ async function main(): Promise<void> {
   const json = JSON.stringify(manifest, null, 2).replace(/\[\s+([\d,\s]+?)\s+\]/g, (_, inner: string) => `[${inner.split(/,\s*/).join(', ')}]`);
   writeFileAtomic(manifestFile, `${json}\n`);
   console.log(
-    `trained ${steps} steps in ${trainSeconds.toFixed(0)} s on ${choice.name}; held-out accuracy ${(100 * heldOut.accuracy).toFixed(2)} % ` +
-      `(${heldOut.confidentShare * 100} % with p >= 0.9) on ${test.labels.length} digits; wrote ${dir} (sha256 ${digest.slice(0, 16)}...)`,
+    `trained ${steps} steps in ${trainSeconds.toFixed(0)} s (${trainCpuSeconds.toFixed(0)} CPU s, load ${os.loadavg()[0].toFixed(1)}) on ${choice.name}; held-out accuracy ${(100 * heldOut.accuracy).toFixed(2)} % ` +
+      `(${(100 * heldOut.confidentShare).toFixed(2)} % with p >= 0.9) on ${test.labels.length} digits; wrote ${dir} (sha256 ${digest.slice(0, 16)}...)`,
   );
   if (previous?.sha256) {
     console.log(previous.sha256 === digest ? 'weights identical to the ones replaced' : `weights differ from the ones replaced (sha256 ${previous.sha256.slice(0, 16)}...)`);

@@ -44,6 +44,8 @@ export * from './runtime/backend';
 export * from './data/toy';
 export * from './data/mnist';
 export * from './data/metrics';
+export * from './data/judge';
+export { JudgeTrainOptions, trainJudge } from './data/judge-train';
 export * from './diffusion/linalg';
 export * from './models';
 export { registerWasmKernels } from './runtime/kernels';

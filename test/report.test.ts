@@ -3,7 +3,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { Writable } from 'stream';
 import { expect } from 'chai';
-import { Progress, formatDuration, renderReport, writeFileAtomic } from '../lib';
+import { Progress, formatDuration } from '../lib';
+import { renderReport, writeFileAtomic } from '../lib/workbook';
 
 /** A non-TTY stream that keeps what was written. */
 function capture(): { stream: NodeJS.WriteStream; text: () => string } {

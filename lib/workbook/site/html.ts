@@ -165,6 +165,13 @@ export function leadFigureHtml(nb: Notebook): string {
       if (d[PLOTLY_MIME] !== undefined) {
         const f = d[PLOTLY_MIME] as Figure;
         const { title: _title, width: _width, height: _height, ...layout } = f.layout ?? {};
+        // axis titles crowd a 220-pixel thumbnail: the chapter's page has them
+        for (const [key, axis] of Object.entries(layout)) {
+          if (/^[xy]axis\d*$/.test(key) && axis && typeof axis === 'object') {
+            const { title: _axisTitle, ...rest } = axis as Record<string, unknown>;
+            layout[key] = rest;
+          }
+        }
         const small: Figure = {
           data: f.data,
           layout: { ...layout, height: 220, autosize: true, showlegend: false, margin: { l: 36, r: 8, t: 8, b: 28 } },

@@ -1,6 +1,8 @@
 /**
- * The one public door of the diffusion library: notebooks, tests and users import from here.
- * Each export's doc comment names its equation in docs/equations.md and the notebook that derives it.
+ * The diffusion library's public door: the maths, the models, training, data and metrics, and the
+ * runtime (backends, progress). The notebooks' own helpers (check, plot, figures, statistics) are
+ * not library: they come through the workbook's door, lib/workbook/index.ts. Each export's doc
+ * comment names its section of docs/equations.md and the notebook that derives it.
  */
 export * from './diffusion/schedule';
 export * from './diffusion/denoiser';
@@ -46,14 +48,12 @@ export * from './data/mnist';
 export * from './data/metrics';
 export * from './data/judge';
 export { JudgeTrainOptions, trainJudge } from './data/judge-train';
+export * from './data/image';
 export * from './diffusion/linalg';
 export * from './models';
 export { registerWasmKernels } from './runtime/kernels';
 export { FusedAdam } from './training/optim';
 export { Progress, formatDuration } from './runtime/progress';
-export { Figure, ReportSection, renderReport, writeFileAtomic } from './workbook/report';
-export { CheckResult, check, checkResults, clearCheckResults } from './workbook/check';
-export { PlotHandle, DisplayHook, DisplayMessage, PLOTLY_MIME, plot, plotBundle, plotHtml, plotlyJson, plotSummary, findDisplayHook } from './workbook/plot';
 export { TrainCheckpoint, TrainRngState, createOptimizer } from './training/train';
 export {
   RunManifest,
@@ -61,9 +61,6 @@ export {
   ResumableRun,
   CheckpointState,
   ModelKind,
-  MANIFEST_FILE,
-  RUN_FORMAT,
-  RUN_FORMAT_VERSION,
   saveCheckpoint,
   readManifest,
   readCheckpoint,

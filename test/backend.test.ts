@@ -2,8 +2,8 @@ import { execFileSync } from 'child_process';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { BACKEND_ENV, BACKEND_ORDER, BackendChoice, backendInfo, useBestBackend } from '../lib';
-import { expectClose, useCpu } from './support';
+import { BACKEND_ENV, BACKEND_ORDER, BackendChoice, backendInfo, probeUNetGradient, useBestBackend, useTrainingBackend } from '../lib';
+import { expectClose, expectRejects, useCpu } from './support';
 
 /** Deterministic float32 inputs that do not depend on any backend's RNG. */
 function values(n: number, seed: number): Float32Array {
@@ -237,5 +237,93 @@ describe('backend choice (useBestBackend)', function () {
     expect(seen.loaded, 'optional backend packages loaded by the import').to.deep.equal([]);
     expect(seen.navigator, 'typeof globalThis.navigator').to.equal(seen.navigatorBefore);
     expect(seen.backend, 'backend set by the import').to.equal(null);
+  });
+});
+
+describe('training backend (useTrainingBackend: the best backend that takes a U-Net gradient)', function () {
+  this.timeout(30000);
+  let savedEnv: string | undefined;
+
+  beforeEach(() => {
+    savedEnv = process.env[BACKEND_ENV];
+    delete process.env[BACKEND_ENV];
+  });
+
+  afterEach(async () => {
+    if (savedEnv === undefined) delete process.env[BACKEND_ENV];
+    else process.env[BACKEND_ENV] = savedEnv;
+    await useCpu();
+  });
+
+  it("trains on useBestBackend's choice when its U-Net probe passes (wasm on a machine without GPU), leaving no tensor", async () => {
+    const best = await useBestBackend();
+    await useCpu();
+    const before = tf.memory().numTensors;
+    const chosen = await useTrainingBackend();
+    expect(tf.memory().numTensors, 'tensors left by the probe').to.equal(before);
+    expect(chosen.name).to.equal(best.name);
+    expect(tf.getBackend()).to.equal(best.name);
+    expect(chosen.passedOver, 'the chosen backend is not passed over').to.not.have.property(best.name);
+    expect(chosen.reason).to.include(`training on ${best.name}`).and.include('takes a U-Net gradient').and.not.include('\n');
+    for (const [name, why] of Object.entries(best.reasons)) expect(chosen.reason).to.include(`${name}: ${why}`);
+    if (best.name === 'wasm') {
+      expect(chosen.fastCpu).to.equal(true);
+      expect(chosen.onGpu).to.equal(false);
+      expect(chosen.info.name).to.equal('wasm');
+    }
+  });
+
+  it('when the probe fails on the first choice it falls back (webgpu, then cpu) and names each reason', async () => {
+    const best = await useBestBackend();
+    const probed: string[] = [];
+    const chosen = await useTrainingBackend({
+      probe: async () => {
+        probed.push(tf.getBackend());
+        return tf.getBackend() === 'cpu' ? null : `simulated: no gradient on ${tf.getBackend()}`;
+      },
+    });
+    expect(probed[0]).to.equal(best.name);
+    expect(probed[probed.length - 1]).to.equal('cpu');
+    expect(chosen.name).to.equal('cpu');
+    expect(tf.getBackend()).to.equal('cpu');
+    expect(chosen.passedOver[best.name]).to.equal(`cannot train a U-Net: simulated: no gradient on ${best.name}`);
+    // webgpu is either unavailable (its start-up error) or starts and fails the simulated probe
+    if (best.name !== 'webgpu') expect(chosen.passedOver.webgpu).to.be.a('string').and.not.equal('');
+    expect(chosen.reason).to.include('training on cpu').and.include(`${best.name}: cannot train a U-Net: simulated`);
+    expect(chosen.fastCpu).to.equal(false);
+  });
+
+  it('a pinned backend gets no fallback: its failed probe throws naming the pin; no backend at all throws every reason', async () => {
+    process.env[BACKEND_ENV] = 'cpu';
+    const pinned = await useTrainingBackend({ probe: async () => 'simulated failure' }).then(
+      () => expect.fail('a pinned backend that cannot train should throw'),
+      (err: Error) => err.message,
+    );
+    expect(pinned).to.equal("DIFFUSION_BACKEND='cpu' cannot train a U-Net: simulated failure");
+    delete process.env[BACKEND_ENV];
+    const none = await useTrainingBackend({ probe: async () => `simulated on ${tf.getBackend()}` }).then(
+      () => expect.fail('no backend can train: should throw'),
+      (err: Error) => err.message,
+    );
+    expect(none).to.match(/^no backend can train a U-Net here: /).and.include('cpu: cannot train a U-Net: simulated on cpu');
+    await expectRejects(() => useTrainingBackend({ fallbacks: ['gpu' as never] }), /opts\.fallbacks must hold names from .*got "gpu"/);
+  });
+
+  it('a real failed backward pass (Conv2D gradient removed) is reported, and the tensors tfjs kept for it are freed', async () => {
+    const conv = tf.getGradient('Conv2D');
+    expect(conv, "tfjs registers Conv2D's gradient").to.not.equal(undefined);
+    const before = tf.memory().numTensors;
+    tf.unregisterGradient('Conv2D');
+    let why: string | null;
+    try {
+      why = await probeUNetGradient();
+    } finally {
+      tf.registerGradient(conv!);
+    }
+    expect(why).to.equal('Cannot compute gradient: gradient function not found for Conv2D.');
+    // without the clean-up tfjs keeps 705 saved forward-pass tensors here
+    expect(tf.memory().numTensors, 'tensors left by the failed probe').to.equal(before);
+    expect(await probeUNetGradient(), 'the probe passes again once the gradient is back').to.equal(null);
+    expect(tf.memory().numTensors).to.equal(before);
   });
 });

@@ -10,6 +10,8 @@ import { expect } from 'chai';
 import type { Browser, Page } from 'playwright-core';
 import { jupyterMissing, pythonPath, JUPYTER_INSTALL_HINT } from '../lib/workbook/runners/kernel';
 import { plotHtml } from '../lib/workbook/plot';
+import { readNotebook } from '../lib/workbook/runners/nbformat';
+import { notebookHeading } from '../lib/workbook/site/html';
 import { BUILD_TIMEOUT_MS, quickWorkbook, tempDir } from './fixtures/quick-workbook';
 
 const CHROMIUM = process.env.DDPM_CHROMIUM ?? '/usr/bin/chromium';
@@ -117,6 +119,47 @@ describe('out/ in headless Chromium', function () {
     // the fixture chapter alone has 2 plots and 5 formulas: the test saw real work
     expect(plotsSeen).to.be.at.least(2);
     expect(mathSeen).to.be.at.least(5);
+  });
+
+  it("the index typesets the math of every chapter title and draws each chapter card's lead figure", async () => {
+    const b = await quickWorkbook();
+    const { page, errors, failed } = await open(b.index);
+    await plotsOf(page);
+    const cards = await page.evaluate(() =>
+      Array.from(document.querySelectorAll('.chapter')).map((card) => {
+        const title = card.querySelector('.chapter-title') as HTMLElement;
+        const copy = title.cloneNode(true) as HTMLElement;
+        copy.querySelectorAll('.katex').forEach((e) => e.remove());
+        return {
+          id: card.id,
+          katex: title.querySelectorAll('.katex').length,
+          mathml: title.querySelectorAll('.katex math').length,
+          textLeft: copy.textContent ?? '',
+          plots: Array.from(card.querySelectorAll('.lead .ddpm-plot')).map(
+            (el) => el.querySelectorAll('svg.main-svg').length > 0 && ((el as unknown as { _fullData?: unknown[] })._fullData ?? []).length > 0,
+          ),
+          images: Array.from(card.querySelectorAll('.lead img')).map((img) => (img as HTMLImageElement).complete && (img as HTMLImageElement).naturalWidth > 0),
+        };
+      }),
+    );
+    expect(cards.map((c) => c.id)).to.deep.equal(b.notebooks.map((n) => `chapter-${n.name}`));
+    let typeset = 0;
+    for (const [k, card] of cards.entries()) {
+      // the heading as the notebook's author wrote it: each $...$ must have become one KaTeX formula
+      const heading = notebookHeading(readNotebook(path.join(b.outDir, `${b.notebooks[k].name}.ipynb`)), '');
+      const formulas = (heading.match(/\$[^$]+\$/g) ?? []).length;
+      expect(card.katex, `${card.id}: formulas in the title`).to.equal(formulas);
+      expect(card.mathml, `${card.id}: each has its MathML`).to.equal(formulas);
+      expect(card.textLeft, `${card.id}: no raw $ left`).to.not.include('$');
+      typeset += card.katex;
+      const drawn = [...card.plots, ...card.images];
+      expect(drawn, `${card.id}: a lead figure`).to.have.length(1);
+      expect(drawn[0], `${card.id}: the lead figure is drawn`).to.equal(true);
+    }
+    expect(typeset, 'the fixture chapter alone has one formula in its title').to.be.at.least(1);
+    expect(errors).to.deep.equal([]);
+    expect(failed).to.deep.equal([]);
+    await page.close();
   });
 
   it('with require.js on the page (the classic notebook, nbconvert online) plots load plotly.js once through AMD', async function () {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { check, checkResults, clearCheckResults } from '../lib';
+import { check, checkResults, clearCheckResults } from '../lib/workbook';
 
 /** Runs fn with console.log captured; returns what it printed. */
 async function printed(fn: () => unknown): Promise<string[]> {

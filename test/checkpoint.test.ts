@@ -4,9 +4,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import {
-  MANIFEST_FILE,
   MlpDenoiser,
-  RUN_FORMAT_VERSION,
   TrainCheckpoint,
   TrainableDenoiser,
   UNetDenoiser,
@@ -19,6 +17,7 @@ import {
   saveCheckpoint,
   train,
 } from '../lib';
+import { MANIFEST_FILE, RUN_FORMAT_VERSION } from '../lib/training/checkpoint';
 import { expectRejects } from './support';
 
 const s = linearSchedule(20);

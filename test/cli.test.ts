@@ -9,7 +9,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { expect } from 'chai';
 import { PNG } from 'pngjs';
-import { MANIFEST_FILE, loadRun, readManifest } from '../lib';
+import { loadRun, readManifest } from '../lib';
+import { MANIFEST_FILE } from '../lib/training/checkpoint';
 import { main } from '../lib/cli/ddpm';
 
 const ROOT = path.join(__dirname, '..');

@@ -6,6 +6,9 @@ import { defaultTimeout } from '../lib/workbook/runners/inprocess';
 import { readNotebook } from '../lib/workbook/runners/nbformat';
 import { workbookNotebooks } from '../lib/workbook/runners/project';
 import { summaryText } from '../lib/workbook/site/build';
+import { leadFigureHtml, notebookTitle, renderInlineMath } from '../lib/workbook/site/html';
+import { Notebook } from '../lib/workbook/runners/nbformat';
+import { PLOTLY_MIME } from '../lib/workbook';
 import { BUILD_TIMEOUT_MS, quickWorkbook } from './fixtures/quick-workbook';
 
 describe('the main job (npm start: the whole workbook, executed, into out/)', function () {
@@ -58,5 +61,51 @@ describe('the main job (npm start: the whole workbook, executed, into out/)', fu
     const text = summaryText(b.notebooks);
     for (const n of b.notebooks) for (const c of n.run.checks) expect(text).to.include(`${c.ok ? '✓' : '✗'} ${c.description}`);
     expect(text).to.match(/notebooks, \d+ checks passed, \d+ failed; \d+ notebook\(s\) failed/);
+  });
+  it('a chapter title keeps its math for the index (KaTeX at build time, the rest escaped) and drops the $ for <title>', () => {
+    const html = renderInlineMath('2. The ELBO <bound> on $\\log p(x_0)$ & more');
+    expect(html.startsWith('2. The ELBO &lt;bound&gt; on <span class="katex">')).to.equal(true);
+    expect(html).to.include('<math').and.include('<annotation encoding="application/x-tex">\\log p(x_0)</annotation>');
+    expect(html.endsWith(' &amp; more')).to.equal(true);
+    const errors: { tex: string; message: string }[] = [];
+    expect(renderInlineMath('bad $\\frac{1}$', errors)).to.include('katex-error');
+    expect(errors.map((e) => e.tex)).to.deep.equal(['\\frac{1}']);
+    const nb: Notebook = { cells: [{ cell_type: 'markdown', metadata: {}, source: ['# 3. The posterior $q(x_{t-1} \\mid x_t)$\n'] }], metadata: {}, nbformat: 4, nbformat_minor: 5 };
+    expect(notebookTitle(nb, 'x')).to.equal('3. The posterior q(x_{t-1} \\mid x_t)');
+  });
+
+  it("the index's lead figure is a chapter's first Plotly figure, small and static, or else its first image", () => {
+    const figure = { data: [{ type: 'bar', x: [1, 2], y: [3, 4] }], layout: { title: { text: 'big' }, width: 900, height: 600, xaxis: { type: 'log' } } };
+    const png = 'iVBORw0KGgo=';
+    const nb = (outputs: Record<string, unknown>[][]): Notebook => ({
+      cells: outputs.map((o) => ({ cell_type: 'code', metadata: {}, source: [], execution_count: 1, outputs: o.map((data) => ({ output_type: 'display_data', data, metadata: {} })) })),
+      metadata: {},
+      nbformat: 4,
+      nbformat_minor: 5,
+    } as unknown as Notebook);
+    const lead = leadFigureHtml(nb([[{ 'image/png': png }], [{ [PLOTLY_MIME]: figure, 'text/plain': 'x' }]]));
+    expect(lead, 'an earlier image wins').to.include(`<img src="data:image/png;base64,${png}"`);
+    const plotted = leadFigureHtml(nb([[{ 'text/plain': 'no figure' }], [{ [PLOTLY_MIME]: figure }], [{ 'image/png': png }]]));
+    const json = /var figure = (.*);\n/.exec(plotted)?.[1];
+    expect(json, 'the Plotly figure is drawn by plotHtml').to.be.a('string');
+    const drawn = JSON.parse(json!.replace(/\\u003c/g, '<'));
+    expect(drawn.data).to.deep.equal(figure.data);
+    expect(drawn.layout).to.deep.include({ height: 220, showlegend: false, xaxis: { type: 'log' } });
+    expect(drawn.layout).to.not.have.any.keys('title', 'width');
+    expect(drawn.config).to.deep.include({ staticPlot: true });
+    expect(leadFigureHtml(nb([[{ 'text/plain': 'none' }]]))).to.equal('');
+  });
+
+  it('the index gives every chapter a card: a link to its page and notebook, its title with math typeset, its lead figure', async () => {
+    const b = await quickWorkbook();
+    const index = fs.readFileSync(b.index, 'utf8');
+    const cards = index.split('<article class="chapter').slice(1);
+    expect(cards).to.have.length(b.notebooks.length);
+    for (const [k, n] of b.notebooks.entries()) {
+      expect(cards[k]).to.include(`id="chapter-${n.name}"`).and.include(`href="${n.name}.html"`).and.include(`href="${n.name}.ipynb"`);
+      expect(cards[k], `${n.name} has a figure`).to.match(/class="ddpm-plot"|<img src="data:image\//);
+    }
+    const fixture = cards[b.notebooks.findIndex((n) => n.name === 'workbook')];
+    expect(fixture, "the fixture's title math is typeset").to.include('class="katex"');
   });
 });

@@ -72,6 +72,20 @@ describe('the workbook notebooks', function () {
     }
   });
 
+  it('notebooks import the workbook helpers from dist/lib/workbook and define no copy of one', () => {
+    // names the workbook exports, and the names the notebooks' own copies had before they moved there
+    const helpers = [...Object.keys(require('../lib/workbook')), 'meanSe', 'meanSd', 'varianceSe', 'mosaic', 'imageFigure', 'lossFigure', 'liveFigure', 'mixFigure', 'lossTraces', 'scatter', 'cannotTrainUNet', 'inverse'];
+    for (const file of notebooks) {
+      const code = readNotebook(file).cells.filter((c) => c.cell_type === 'code').map((c) => joinSource(c.source)).join('\n');
+      expect(code, `${name(file)} imports the workbook`).to.match(/from '\.\.\/dist\/lib\/workbook'/);
+      const libImport = /import \{([^}]*)\} from '\.\.\/dist\/lib';/.exec(code)?.[1] ?? '';
+      for (const n of ['check', 'plot']) expect(libImport, `${name(file)}: ${n} comes from the workbook, not the library`).to.not.match(new RegExp(`\\b${n}\\b`));
+      for (const h of helpers) {
+        expect(code, `${name(file)} defines its own ${h}`).to.not.match(new RegExp(`(function|const|let)\\s+${h}\\s*[=(<]`));
+      }
+    }
+  });
+
   describe('in-process runner (tslab executor, one child process per notebook)', () => {
     before(() => ensureBuilt(root));
 

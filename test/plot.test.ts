@@ -1,6 +1,6 @@
 import { inspect } from 'util';
 import { expect } from 'chai';
-import { DisplayMessage, PLOTLY_MIME, findDisplayHook, plot, plotBundle, plotSummary } from '../lib';
+import { DisplayMessage, PLOTLY_MIME, findDisplayHook, plot, plotBundle, plotSummary } from '../lib/workbook';
 
 type Jupyter = { lastWriteDisplayData: ((m: DisplayMessage, update: boolean) => void) | null };
 

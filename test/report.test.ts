@@ -3,7 +3,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { Writable } from 'stream';
 import { expect } from 'chai';
-import { Progress, formatDuration, renderReport, writeFileAtomic } from '../lib';
+import { Progress, formatDuration } from '../lib';
+import { renderReport, scriptJson, writeFileAtomic } from '../lib/workbook';
 
 /** A non-TTY stream that keeps what was written. */
 function capture(): { stream: NodeJS.WriteStream; text: () => string } {
@@ -45,6 +46,15 @@ describe('reports and progress', () => {
     const tricky = renderReport('t', [{ heading: 'h', figure: { data: [{ name: '</script><b>' }] } }]);
     expect(tricky).to.include('"name":"\\u003c/script>\\u003cb>"');
     expect(tricky.match(/<\/script>/g)?.length, 'only plotly.js and the figure scripts close').to.equal(2);
+  });
+
+  it('renderReport writes U+2028 and U+2029 inside figure strings as \\u2028 and \\u2029 (the same escaper as plot.ts)', () => {
+    const html = renderReport('t', [{ heading: 'h', figure: { data: [{ name: 'a\u2028b\u2029c' }] } }]);
+    expect(html).to.include('"name":"a\\u2028b\\u2029c"');
+    // the raw characters would end a line inside the script for older parsers; plotly.js itself has none
+    const figureScript = html.slice(html.indexOf("Plotly.newPlot('fig0'"));
+    expect(figureScript).to.not.match(/[\u2028\u2029]/);
+    expect(scriptJson('\u2028</script>')).to.equal('"\\u2028\\u003c/script>"');
   });
 
   it('writeFileAtomic replaces a file whole and leaves no temporary file when the write fails', () => {

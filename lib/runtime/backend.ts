@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { pathToFileURL } from 'url';
 import { registerWasmKernels } from './kernels';
+import { UNetDenoiser } from '../models/unet';
 
 /** The backends useBestBackend tries, fastest first; 'cpu' (plain JavaScript) always works. */
 export const BACKEND_ORDER = ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
@@ -361,6 +362,108 @@ function wasmDetails(): NonNullable<BackendInfo['wasm']> {
     threadCount,
     note: threads ? 'threaded SIMD build' : isNode ? WASM_THREADS_NODE_NOTE : 'threads unavailable (no SharedArrayBuffer / cross-origin isolation)',
   };
+}
+
+/** Options of useTrainingBackend: useBestBackend's, plus the probe and the fallbacks. */
+export interface TrainingBackendOptions extends BackendOptions {
+  /**
+   * Resolves null when the current backend can train, else the reason it cannot (one line).
+   * Default probeUNetGradient: one U-Net gradient.
+   */
+  probe?: () => Promise<string | null>;
+  /** Tried in order when the first choice cannot train; default ['webgpu', 'cpu']. */
+  fallbacks?: BackendName[];
+}
+
+/** The backend that trains, and why; tfjs is switched to it. */
+export interface TrainingBackend {
+  name: BackendName;
+  /** One line: which backend trains and why this one. */
+  reason: string;
+  /** Backend name -> why it does not train here (unavailable, passed over, or its probe failed). */
+  passedOver: Record<string, string>;
+  /** True on a hardware GPU: tfjs-node-gpu, or WebGPU on a non-fallback adapter. */
+  onGpu: boolean;
+  /** True on a CPU backend that trains convolutions fast: wasm (with the library's gradient kernels) or tfjs-node. */
+  fastCpu: boolean;
+  info: BackendInfo;
+}
+
+/**
+ * After a gradient computation threw, tfjs keeps its tape, and with it every tensor the forward pass
+ * saved for the backward one (engine.gradients disposes them only on success): measured 705 tensors
+ * for the probe's U-Net. Disposes them and drops the tape. Only called outside any gradient scope.
+ */
+function releaseFailedTape(): void {
+  const state = (tf.engine() as unknown as { state: { activeTape: { saved?: tf.Tensor[] }[] | null; gradientDepth: number } }).state;
+  if (state.gradientDepth !== 0 || !state.activeTape) return;
+  for (const node of state.activeTape) for (const t of node.saved ?? []) if (!t.isDisposed) t.dispose();
+  state.activeTape = null;
+}
+
+/**
+ * Whether the current backend can take a gradient through a U-Net: null when it can, else the
+ * error's first line. The probe has every kind of layer (two levels: down- and upsampling;
+ * attention) at 4 channels, on one 28 x 28 image. Leaves no tensor behind either way.
+ */
+export async function probeUNetGradient(): Promise<string | null> {
+  const probe = new UNetDenoiser({ baseChannels: 4, channelMults: [1, 2], numResBlocks: 1, attention: true, groups: 2, zeroInitOutput: false });
+  const x = tf.zeros([1, 28, 28, 1]);
+  try {
+    const value = tf.tidy(() => tf.variableGrads(() => probe.predictEps(x, 1).square().mean() as tf.Scalar, probe.trainableVariables).value);
+    await value.data();
+    value.dispose();
+    return null;
+  } catch (e) {
+    releaseFailedTape();
+    return message(e);
+  } finally {
+    x.dispose();
+    probe.dispose();
+  }
+}
+
+/**
+ * Switches tfjs to the backend that should train a U-Net here: useBestBackend's choice when the
+ * probe (one U-Net gradient) passes on it, else the first of opts.fallbacks (webgpu, then cpu) that
+ * starts and passes the probe. A backend pinned by opts.prefer or DIFFUSION_BACKEND gets no
+ * fallback: its failed probe throws. Throws, with every reason, when no backend can train.
+ */
+export async function useTrainingBackend(opts: TrainingBackendOptions = {}): Promise<TrainingBackend> {
+  const probe = opts.probe ?? probeUNetGradient;
+  if (typeof probe !== 'function') throw new Error(`useTrainingBackend: opts.probe must be a function, got ${typeof probe}`);
+  const fallbacks = opts.fallbacks ?? (['webgpu', 'cpu'] as BackendName[]);
+  for (const f of fallbacks) {
+    if (!(BACKEND_ORDER as readonly string[]).includes(f)) throw new Error(`useTrainingBackend: opts.fallbacks must hold names from ${VALID_NAMES}, got ${JSON.stringify(f)}`);
+  }
+  const pinned = pinnedBackend(opts);
+  const best = await useBestBackend({ prefer: opts.prefer, verbose: opts.verbose });
+  const passedOver: Record<string, string> = { ...best.reasons };
+  const finish = (name: BackendName, why: string): TrainingBackend => {
+    const info = backendInfo();
+    const onGpu = (info.name === 'tensorflow' && info.tensorflow?.module === '@tensorflow/tfjs-node-gpu') || (info.name === 'webgpu' && info.webgpu?.isFallbackAdapter === false);
+    const fastCpu = info.name === 'wasm' || info.name === 'tensorflow';
+    const adapter = info.webgpu ? ` (${info.webgpu.adapter}${info.webgpu.isFallbackAdapter ? ', a software adapter' : ''})` : info.tensorflow ? ` (${info.tensorflow.module})` : '';
+    const others = Object.entries(passedOver).map(([n, r]) => `${n}: ${r}`).join('; ');
+    return { name, reason: `training on ${name}${adapter}: ${why}${others ? ` (passed over: ${others})` : ''}`, passedOver, onGpu, fastCpu, info };
+  };
+  const first = await probe();
+  if (first === null) return finish(best.name, pinned ? `pinned by ${pinned.label}` : 'the fastest backend here, and it takes a U-Net gradient');
+  if (pinned) throw new Error(`${pinned.label}='${pinned.name}' cannot train a U-Net: ${first}`);
+  passedOver[best.name] = `cannot train a U-Net: ${first}`;
+  for (const name of fallbacks) {
+    if (name === best.name) continue;
+    try {
+      await useBestBackend({ prefer: name });
+    } catch (err) {
+      passedOver[name] = message(err);
+      continue;
+    }
+    const problem = await probe();
+    if (problem === null) return finish(name, `the first fallback that takes a U-Net gradient`);
+    passedOver[name] = `cannot train a U-Net: ${problem}`;
+  }
+  throw new Error(`no backend can train a U-Net here: ${formatReasons(passedOver)}`);
 }
 
 /** True when `err` says that `mod` itself (not something it needs) cannot be found. */

@@ -118,8 +118,11 @@ export function plotSummary(figure: Figure): string {
   return `Plotly figure${name ? ` "${name}"` : ''}: ${traces} (${types.join(', ')}), ${points.toLocaleString('en-US')} points`;
 }
 
-/** JSON that is safe inside an inline <script>: '<' as \u003c cannot close the tag; U+2028/9 are escaped too. */
-const scriptJson = (value: unknown) =>
+/**
+ * JSON that is safe inside an inline <script>: '<' as \u003c cannot close the tag, and U+2028/9
+ * (line terminators to older JavaScript parsers, legal inside JSON strings) are escaped too.
+ */
+export const scriptJson = (value: unknown): string =>
   JSON.stringify(value)
     .replace(/</g, '\\u003c')
     .replace(/\u2028/g, '\\u2028')

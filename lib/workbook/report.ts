@@ -4,6 +4,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { scriptJson } from './plot';
 
 /** A Plotly figure as plain JSON (the application/vnd.plotly.v1+json shape). */
 export interface Figure {
@@ -19,8 +20,6 @@ export interface ReportSection {
   figure?: Figure;
 }
 
-/** JSON that is safe inside an inline <script>: '<' written as \u003c cannot close the tag. */
-const scriptJson = (value: unknown) => JSON.stringify(value).replace(/</g, '\\u003c');
 
 const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string);
 

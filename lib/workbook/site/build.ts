@@ -9,7 +9,7 @@ import * as path from 'path';
 import { CheckResult } from '../check';
 import { formatDuration } from '../../runtime/progress';
 import { writeFileAtomic } from '../report';
-import { MathError, escapeHtml, notebookTitle, renderPage, renderPlainPage, writeVendor } from './html';
+import { MathError, escapeHtml, leadFigureHtml, notebookHeading, notebookTitle, renderInlineMath, renderPage, renderPlainPage, writeVendor } from './html';
 import { RunOptions, checkMode, runInProcess } from '../runners/inprocess';
 import { runWithKernel } from '../runners/kernel';
 import { readNotebook } from '../runners/nbformat';
@@ -33,6 +33,10 @@ export interface BuildOptions {
 export interface BuiltNotebook {
   name: string;
   title: string;
+  /** The title as HTML, its math typeset (the index's chapter cards). */
+  titleHtml: string;
+  /** The first figure of the executed notebook, small, for the index ('' when none). */
+  leadHtml: string;
   html: string;
   run: NotebookRun;
   mathErrors: MathError[];
@@ -118,13 +122,18 @@ export async function buildWorkbook(options: BuildOptions): Promise<BuildResult>
         };
     const html = path.join(outDir, `${name}.html`);
     writeFileAtomic(html, renderPage({ nb, title, banner, nav, errors: mathErrors }));
-    built.push({ name, title, html, run, mathErrors });
+    // the heading's math was typeset (and any error recorded) on the page already
+    const titleHtml = renderInlineMath(notebookHeading(nb, name));
+    built.push({ name, title, titleHtml, leadHtml: leadFigureHtml(nb), html, run, mathErrors });
     say(`[${k + 1}/${notebooks.length}] ${name}: ${run.ok ? 'ok' : 'FAILED'} in ${formatDuration(run.seconds)}, ${passed}/${run.checks.length} checks${run.ok ? '' : `\n${describeFailure(run)}`}`);
   }
-  const rows = built
+  const cards = built
     .map(
-      (b) =>
-        `<tr><td>${b.run.ok ? '✓' : '✗'}</td><td><a href="${b.name}.html">${escapeHtml(b.title)}</a></td><td>${b.run.checks.filter((c) => c.ok).length}/${b.run.checks.length}</td><td>${formatDuration(b.run.seconds)}</td><td><a href="${b.name}.ipynb">notebook</a></td></tr>`,
+      (b) => `<article class="chapter${b.run.ok ? '' : ' failed'}" id="chapter-${b.name}">
+<div class="chapter-title">${b.run.ok ? '✓' : '✗'} <a href="${b.name}.html">${b.titleHtml}</a></div>
+${b.leadHtml || '<div class="lead">(no figure)</div>'}
+<div class="meta">${b.run.checks.filter((c) => c.ok).length}/${b.run.checks.length} checks · ${formatDuration(b.run.seconds)} · <a href="${b.name}.ipynb">notebook</a></div>
+</article>`,
     )
     .join('\n');
   const checkList = (checks: CheckResult[]) => checks.map((c) => `<li>${c.ok ? '✓' : '✗'} ${escapeHtml(c.description)}</li>`).join('');
@@ -135,11 +144,11 @@ export async function buildWorkbook(options: BuildOptions): Promise<BuildResult>
       'DDPM workbook',
       `<h1>The DDPM workbook</h1>
 <p>Executed headlessly in ${options.mode} mode (${runner} runner) on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, in ${formatDuration((Date.now() - started) / 1000)}.</p>
-<table><tr><th></th><th>chapter</th><th>checks</th><th>time</th><th></th></tr>
-${rows}
-</table>
+<div class="chapters">
+${cards}
+</div>
 <h2>Every check</h2>
-${built.map((b) => `<h3>${escapeHtml(b.title)}</h3><ul>${checkList(b.run.checks) || '<li>(none)</li>'}</ul>`).join('\n')}`,
+${built.map((b) => `<h3>${b.titleHtml}</h3><ul>${checkList(b.run.checks) || '<li>(none)</li>'}</ul>`).join('\n')}`,
     ),
   );
   const result: BuildResult = { ok: built.every((b) => b.run.ok), mode: options.mode, outDir, index, notebooks: built, seconds: (Date.now() - started) / 1000 };

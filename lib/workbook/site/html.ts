@@ -120,14 +120,72 @@ ${outputs ? `<div class="outputs">${outputs}</div>` : ''}
 </div>`;
 }
 
-/** The title of a notebook: its first markdown heading, else the file name. */
-export function notebookTitle(nb: Notebook, fallback: string): string {
+/** A notebook's first markdown heading as written (TeX and all), else the fallback. */
+export function notebookHeading(nb: Notebook, fallback: string): string {
   for (const c of nb.cells) {
     if (c.cell_type !== 'markdown') continue;
     const m = /^#+\s+(.+)$/m.exec(joinSource(c.source));
-    if (m) return m[1].replace(/\$([^$]*)\$/g, '$1').trim();
+    if (m) return m[1].trim();
   }
   return fallback;
+}
+
+/** The title of a notebook as plain text (for <title>): its first markdown heading with the $ signs dropped, else the file name. */
+export function notebookTitle(nb: Notebook, fallback: string): string {
+  return notebookHeading(nb, fallback).replace(/\$([^$]*)\$/g, '$1').trim();
+}
+
+/** One line of text with $...$ math (a chapter title) as HTML: the text escaped, the math typeset by KaTeX at build time. */
+export function renderInlineMath(text: string, errors: MathError[] = []): string {
+  let out = '';
+  let last = 0;
+  for (const m of text.matchAll(/\$((?:\\.|[^$\\])+?)\$/g)) {
+    out += escapeHtml(text.slice(last, m.index));
+    try {
+      out += katex.renderToString(m[1], { displayMode: false, throwOnError: true, output: 'htmlAndMathml' });
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      errors.push({ tex: m[1], message });
+      out += `<span class="katex-error" title="${escapeHtml(message)}">${escapeHtml(m[1])}</span>`;
+    }
+    last = (m.index ?? 0) + m[0].length;
+  }
+  return out + escapeHtml(text.slice(last));
+}
+
+/**
+ * A notebook's lead figure for the index: its first Plotly figure, redrawn small and static (no
+ * title, legend or toolbar: the card names it), or else its first PNG/JPEG/SVG image; '' when it has neither.
+ */
+export function leadFigureHtml(nb: Notebook): string {
+  for (const cell of nb.cells) {
+    for (const o of cell.outputs ?? []) {
+      if (o.output_type !== 'display_data' && o.output_type !== 'execute_result') continue;
+      const d = o.data;
+      if (d[PLOTLY_MIME] !== undefined) {
+        const f = d[PLOTLY_MIME] as Figure;
+        const { title: _title, width: _width, height: _height, ...layout } = f.layout ?? {};
+        // axis titles crowd a 220-pixel thumbnail: the chapter's page has them
+        for (const [key, axis] of Object.entries(layout)) {
+          if (/^[xy]axis\d*$/.test(key) && axis && typeof axis === 'object') {
+            const { title: _axisTitle, ...rest } = axis as Record<string, unknown>;
+            layout[key] = rest;
+          }
+        }
+        const small: Figure = {
+          data: f.data,
+          layout: { ...layout, height: 220, autosize: true, showlegend: false, margin: { l: 36, r: 8, t: 8, b: 28 } },
+          config: { staticPlot: true, displayModeBar: false },
+        };
+        return `<div class="lead">${plotHtml(small)}</div>`;
+      }
+      for (const t of ['image/png', 'image/jpeg']) {
+        if (d[t] !== undefined) return `<div class="lead"><img src="data:${t};base64,${text(d[t]).replace(/\s/g, '')}" alt="lead figure"></div>`;
+      }
+      if (d['image/svg+xml'] !== undefined) return `<div class="lead">${text(d['image/svg+xml'])}</div>`;
+    }
+  }
+  return '';
 }
 
 const STYLE = `
@@ -148,6 +206,13 @@ pre.stderr, pre.error { background: #fdd; border-left-color: #c00; }
 .banner { padding: 0.5rem 1rem; border-radius: 4px; }
 .banner.ok { background: #e6f4ea; } .banner.failed { background: #fdd; }
 table { border-collapse: collapse; } td, th { padding: 0.2rem 0.8rem; border-bottom: 1px solid #ddd; text-align: left; }
+.chapters { display: grid; grid-template-columns: repeat(auto-fill, minmax(18rem, 1fr)); gap: 1rem; margin: 1rem 0; }
+.chapter { border: 1px solid #ddd; border-radius: 6px; padding: 0.6rem 0.8rem; min-width: 0; display: flex; flex-direction: column; gap: 0.4rem; }
+.chapter.failed { border-color: #c00; background: #fff6f6; }
+.chapter-title { font-weight: 600; font-size: 1.05rem; }
+.chapter-title a { color: inherit; text-decoration: none; } .chapter-title a:hover { text-decoration: underline; }
+.chapter .meta { font-size: 0.85rem; color: #555; }
+.chapter .lead { min-height: 220px; } .chapter .lead img { max-width: 100%; max-height: 220px; display: block; margin: 0 auto; }
 `;
 
 /** A whole page: head (KaTeX CSS from vendor/), navigation, a status banner, then the cells. */

@@ -59,7 +59,10 @@ function editManifest(dir: string, edit: (m: Record<string, any>) => void): void
   fs.writeFileSync(file, JSON.stringify(m));
 }
 
-/** A real model whose output turns NaN at its k-th forward pass (training step k: one pass per step). */
+/**
+ * A real model whose output turns NaN at its k-th training forward pass (training step k: one pass
+ * per step of batch 16; train's shape probe on one example before the loop is not counted).
+ */
 function nanAtStep(real: TrainableDenoiser, k: number): TrainableDenoiser {
   let calls = 0;
   return {
@@ -69,6 +72,7 @@ function nanAtStep(real: TrainableDenoiser, k: number): TrainableDenoiser {
     dispose: () => real.dispose(),
     predictEps: (xt, t) => {
       const eps = real.predictEps(xt, t);
+      if (xt.shape[0] === 1) return eps;
       return ++calls === k ? tf.tidy(() => eps.mul(NaN)) : eps;
     },
   };

@@ -9,7 +9,9 @@ import * as os from 'os';
 import * as path from 'path';
 import { expect } from 'chai';
 import { PNG } from 'pngjs';
-import { MANIFEST_FILE, elboTerms, loadMnist, loadRun, readManifest, sampleDDPM } from '../lib';
+import * as tf from '@tensorflow/tfjs';
+import { MANIFEST_FILE, MlpDenoiser, TrainableDenoiser, UNetDenoiser, elboTerms, linearSchedule, loadMnist, loadRun, readManifest, sampleDDPM } from '../lib';
+import { bytesPerSample, chunkSeed, planChunks } from '../lib/cli/common';
 import { imageGridPng } from '../lib/data/image';
 import { main } from '../lib/cli/ddpm';
 
@@ -308,6 +310,29 @@ ls -a '${runDir}'
     expect(r.stdout, 'the lock is released, the kept checkpoint is whole').to.match(new RegExp(`\\.\\n\\.\\.\\ncheckpoint\\.json\\nweights-${String(kept).padStart(8, '0')}\\.bin\\n`));
     expect(r.stdout).to.match(new RegExp(`steps done +${kept} of 5000`));
     expect(r.stdout).to.match(/check +ok/);
+  });
+
+  it('the chunk plan bounds tensor memory: measured bytes per sample times the chunk cover the sampler\'s real peak (tf.profile), MLP and U-Net', async () => {
+    // [model, sample shape, samples the budget holds]: a budget of k + 0.5 samples plans chunks of k (a power of two).
+    const cases: [TrainableDenoiser, number[], number][] = [
+      [new MlpDenoiser({ hidden: 64, depth: 2, seed: 1 }), [2], 64],
+      [new UNetDenoiser({ baseChannels: 4, channelMults: [1, 2], groups: 2, attention: false, seed: 1 }), [28, 28, 1], 8],
+    ];
+    for (const [model, shape, k] of cases) {
+      const per = await bytesPerSample(model, shape);
+      const plan = planChunks(1000, per, (k + 0.5) * per);
+      expect([plan.size, plan.count], 'the largest power of two within the budget').to.deep.equal([k, Math.ceil(1000 / k)]);
+      const before = tf.memory().numBytes;
+      const info = await tf.profile(async () => {
+        const { x0 } = await sampleDDPM(model, linearSchedule(5), [plan.size, ...shape], { seed: 1, clipX0: true });
+        x0.dispose();
+      });
+      expect(info.peakBytes - before, `peak of a ${plan.size}-sample chunk vs the plan's ${plan.bytesPerChunk}`).to.be.at.most(plan.bytesPerChunk);
+      model.dispose();
+    }
+    expect(planChunks(10, 1000, 1e6, 4)).to.deep.equal({ size: 4, count: 3, bytesPerChunk: 4000 });
+    expect(chunkSeed(7, 0)).to.equal(7);
+    expect(chunkSeed(7, 1)).to.not.equal(chunkSeed(7, 2));
   });
 
   describe('runs that cannot be broken (issue 12): one writer, failures before the work, the flag grammar', () => {

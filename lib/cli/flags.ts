@@ -230,7 +230,7 @@ const USAGE: Record<Command, string> = {
 const FOOTER: Partial<Record<Command, string>> = {
   train: `A progress bar shows steps/s, loss and ETA (plain lines when stdout is not a terminal). Ctrl-C
 saves a checkpoint, prints where, and exits with 130; --resume continues bit for bit. One process
-writes a run directory at a time (its lock file ${'ddpm.lock'} names the holder).`,
+writes a run directory at a time (its lock file ddpm.lock names the holder).`,
   sample: 'Samples are drawn in batches of --chunk; image runs clip the predicted x0 to [-1, 1] at every step.',
 };
 

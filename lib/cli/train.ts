@@ -265,7 +265,7 @@ export async function cmdTrain(v: Values, io: CliIO): Promise<number> {
   const onSignal = (sig: NodeJS.Signals) => {
     const code = sig === 'SIGINT' ? 130 : 143;
     if (phase === 'setup') {
-      io.err.write(`\n${sig}: stopped before training started; nothing was written\n`);
+      io.err.write(`\n${sig}: stopped before training started; no checkpoint was written\n`);
       process.exit(code); // the exit hook releases the lock
     }
     if (controller.signal.aborted) {

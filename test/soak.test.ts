@@ -2,7 +2,9 @@
  * The kill-loop soak (issue 12): `ddpm train` on a tiny MLP killed with SIGKILL at random moments
  * (inside steps, saves and start-up alike), resumed each time with the original command line plus
  * --resume, ends with a run byte-identical to an uninterrupted one: weights, EMA, Adam state,
- * sampler state and every loss. The suite runs a short loop (200 steps, 4 kills); `npm run soak`
+ * sampler state and every loss. Half the kills land at a random moment after the process starts,
+ * half 0-20 ms after a random step; near the end (20 steps or fewer to go) the run is let finish.
+ * The suite runs a short loop (200 steps, 4 kills); `npm run soak`
  * runs the long one (SOAK_STEPS, SOAK_KILLS, SOAK_SEED pick another). The kill moments come from a
  * seeded generator printed with the result, so a failing loop can be replayed.
  */
@@ -71,7 +73,7 @@ describe(`kill-loop soak: ${STEPS} steps, ${KILLS} SIGKILLs at random moments, r
       }
     };
     let kills = 0;
-    for (let attempt = 0; attempt < 2 * KILLS + 20; attempt++) {
+    for (let attempt = 0; attempt < 3 * KILLS + 20; attempt++) {
       const resume = fs.existsSync(path.join(dir, MANIFEST_FILE));
       const from = stepNow();
       const child = start(['train', ...FLAGS, '--out', dir, ...(resume ? ['--resume'] : [])]);
@@ -79,16 +81,16 @@ describe(`kill-loop soak: ${STEPS} steps, ${KILLS} SIGKILLs at random moments, r
       let exited = false;
       void done.then(() => (exited = true));
       let moment = 'none';
-      if (kills < KILLS) {
+      if (kills < KILLS && STEPS - from > 20) {
         if (attempt % 2 === 0) {
           // A moment from the process start: loading tfjs, taking the lock, the first steps or saves.
-          const ms = Math.round(50 + next() * 1950);
+          const ms = Math.round(50 + next() * 3950);
           moment = `${ms} ms after start`;
           await new Promise((r) => setTimeout(r, ms));
         } else {
-          // A moment inside training: once the run has passed a random step with 50 or more to go,
-          // within the next few steps or saves.
-          const target = Math.min(STEPS - 50, from + 10 + Math.floor(next() * Math.max(1, STEPS - 60 - from)));
+          // A moment inside training: 0-20 ms after the run passed a random step up to 60 beyond where
+          // it resumed (and 15 or more before the end), inside a step or a save.
+          const target = from + 1 + Math.floor(next() * Math.min(60, STEPS - from - 15));
           while (!exited && stepNow() < target) await new Promise((r) => setTimeout(r, 5));
           const ms = Math.round(next() * 20);
           await new Promise((r) => setTimeout(r, ms));

@@ -34,8 +34,14 @@ function collect(child: ChildProcess): Promise<Result> {
   return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
 
+/** Children still running; a test that fails or times out before it stops its child leaves it here for after() to kill. */
+const children = new Set<ChildProcess>();
+
 function start(args: string[], env: Record<string, string> = {}): ChildProcess {
-  return spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
 }
 
 const run = (args: string[], env: Record<string, string> = {}) => collect(start(args, env));
@@ -76,7 +82,10 @@ describe('the ddpm command line', function () {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     require('esbuild').buildSync({ entryPoints: [path.join(ROOT, 'lib', 'cli', 'ddpm.ts')], bundle: true, platform: 'node', packages: 'external', outfile: CLI, logLevel: 'warning' });
   });
-  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  after(() => {
+    for (const c of children) c.kill('SIGKILL');
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
 
   it('has a bin entry with a shebang, and --help for every command (exit 0)', async () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));

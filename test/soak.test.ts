@@ -35,8 +35,14 @@ function rng(seed: number): () => number {
   };
 }
 
+/** Children still running (after() kills them if a failing test left one). */
+const children = new Set<ChildProcess>();
+
 function start(args: string[]): ChildProcess {
-  return spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
 }
 
 function finished(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }> {
@@ -55,7 +61,10 @@ describe(`kill-loop soak: ${STEPS} steps, ${KILLS} SIGKILLs at random moments, r
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     require('esbuild').buildSync({ entryPoints: [path.join(ROOT, 'lib', 'cli', 'ddpm.ts')], bundle: true, platform: 'node', packages: 'external', outfile: CLI, logLevel: 'warning' });
   });
-  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  after(() => {
+    for (const c of children) c.kill('SIGKILL');
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
 
   it('ends byte-identical to an uninterrupted run, with no lock or temporary file left', async () => {
     const ref = path.join(tmp, 'ref');

@@ -68,7 +68,7 @@ export const FLAGS: readonly FlagRow[] = [
   { name: 'run', commands: ['sample', 'eval', 'info'], kind: { type: 'string' }, arg: 'RUN_DIR', help: 'the run directory (required)' },
   { name: 'out', commands: ['sample'], kind: { type: 'string' }, arg: 'FILE', help: '.png (image runs: a grid), .csv or .json (2-D runs) (required); checked before sampling' },
   { name: 'n', commands: ['sample'], kind: { type: 'int', lo: 1, hi: MAX_SAMPLE_POINTS }, arg: 'N', help: `how many samples: 1..${MAX_SAMPLE_IMAGES} images (default 16) or 1..${MAX_SAMPLE_POINTS} 2-D points (default 1000)` },
-  { name: 'chunk', commands: ['sample', 'eval'], kind: { type: 'int', lo: 1, hi: MAX_SAMPLE_POINTS }, arg: 'K', help: 'samples per batch; default: the most that fit in 256 MiB of tensors (the results depend on K)' },
+  { name: 'chunk', commands: ['sample', 'eval'], kind: { type: 'int', lo: 1, hi: MAX_SAMPLE_POINTS }, arg: 'K', help: 'samples per batch; default: the largest power of two that fits in 256 MiB of tensors (the results depend on K)' },
   { name: 'sampler', commands: ['sample'], kind: { type: 'choice', choices: ['ddpm', 'ddim'] }, arg: 'NAME', help: 'ddpm (T steps) or ddim; default ddpm' },
   { name: 'steps', commands: ['sample'], kind: { type: 'int', lo: 1 }, arg: 'K', help: 'DDIM steps in [1, T]; default 50 (ddim only)' },
   { name: 'eta', commands: ['sample'], kind: { type: 'number', lo: 0, hi: 1, range: 'in [0, 1]' }, arg: 'E', help: "DDIM's eta in [0, 1] (0 deterministic, 1 DDPM's variance); default 0 (ddim only)" },

@@ -1,3 +1,4 @@
+import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -58,7 +59,10 @@ function editManifest(dir: string, edit: (m: Record<string, any>) => void): void
   fs.writeFileSync(file, JSON.stringify(m));
 }
 
-/** A real model whose output turns NaN at its k-th forward pass (training step k: one pass per step). */
+/**
+ * A real model whose output turns NaN at its k-th training forward pass (training step k: one pass
+ * per step of batch 16; train's shape probe on one example before the loop is not counted).
+ */
 function nanAtStep(real: TrainableDenoiser, k: number): TrainableDenoiser {
   let calls = 0;
   return {
@@ -68,6 +72,7 @@ function nanAtStep(real: TrainableDenoiser, k: number): TrainableDenoiser {
     dispose: () => real.dispose(),
     predictEps: (xt, t) => {
       const eps = real.predictEps(xt, t);
+      if (xt.shape[0] === 1) return eps;
       return ++calls === k ? tf.tidy(() => eps.mul(NaN)) : eps;
     },
   };
@@ -341,6 +346,31 @@ describe('checkpoints (run directories)', () => {
       expect(manifest.step).to.equal(1);
       tf.dispose(Object.values(tensors));
       model.dispose();
+    });
+
+    it('a save into a run directory another live process holds is refused naming it; its temporary files are left alone, a dead one\'s are removed', async () => {
+      const model = new MlpDenoiser(modelConfig);
+      const dir = freshDir();
+      await saveCheckpoint(dir, state(model, 1));
+      const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+      try {
+        const lock = path.join(dir, 'ddpm.lock');
+        fs.writeFileSync(lock, JSON.stringify({ pid: holder.pid, host: os.hostname(), command: 'ddpm train', since: '2026-12-01T00:00:00Z' }));
+        const before = fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8');
+        await expectRejects(() => saveCheckpoint(dir, state(model, 2)), new RegExp(`could not save the checkpoint of step 2 in .*: .* is in use: process ${holder.pid} on ${os.hostname()} .*; the previous checkpoint \\(step 1\\) is intact`));
+        expect(fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8')).to.equal(before);
+        expect(fs.readdirSync(dir).sort()).to.deep.equal([MANIFEST_FILE, 'ddpm.lock', 'weights-00000001.bin']);
+        fs.rmSync(lock);
+        const live = `.weights-00000009.bin.${holder.pid}.tmp`;
+        const dead = `.weights-00000008.bin.${spawnSync('true').pid}.tmp`;
+        fs.writeFileSync(path.join(dir, live), '');
+        fs.writeFileSync(path.join(dir, dead), '');
+        await saveCheckpoint(dir, state(model, 2));
+        expect(fs.readdirSync(dir).sort(), 'the lock taken for the save is released; only the live process\'s temporary file stays').to.deep.equal([live, MANIFEST_FILE, 'weights-00000002.bin']);
+      } finally {
+        holder.kill('SIGKILL');
+        model.dispose();
+      }
     });
   });
 });

@@ -9,8 +9,11 @@ import * as os from 'os';
 import * as path from 'path';
 import { expect } from 'chai';
 import { PNG } from 'pngjs';
-import { loadRun, readManifest } from '../lib';
+import * as tf from '@tensorflow/tfjs';
+import { MlpDenoiser, TrainableDenoiser, UNetDenoiser, elboTerms, linearSchedule, loadMnist, loadRun, readManifest, sampleDDPM } from '../lib';
 import { MANIFEST_FILE } from '../lib/training/checkpoint';
+import { bytesPerSample, chunkSeed, planChunks } from '../lib/cli/common';
+import { imageGridPng } from '../lib/data/image';
 import { main } from '../lib/cli/ddpm';
 
 const ROOT = path.join(__dirname, '..');
@@ -32,8 +35,14 @@ function collect(child: ChildProcess): Promise<Result> {
   return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
 
+/** Children still running; a test that fails or times out before it stops its child leaves it here for after() to kill. */
+const children = new Set<ChildProcess>();
+
 function start(args: string[], env: Record<string, string> = {}): ChildProcess {
-  return spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
 }
 
 const run = (args: string[], env: Record<string, string> = {}) => collect(start(args, env));
@@ -74,7 +83,10 @@ describe('the ddpm command line', function () {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     require('esbuild').buildSync({ entryPoints: [path.join(ROOT, 'lib', 'cli', 'ddpm.ts')], bundle: true, platform: 'node', packages: 'external', outfile: CLI, logLevel: 'warning' });
   });
-  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  after(() => {
+    for (const c of children) c.kill('SIGKILL');
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
 
   it('has a bin entry with a shebang, and --help for every command (exit 0)', async () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
@@ -99,7 +111,7 @@ describe('the ddpm command line', function () {
       [['train', '--data', 'moons', '--out', out, '--steps', '1.5'], /--steps must be an integer >= 1, got "1.5"/],
       [['train', '--data', 'moons', '--out', out, '--steps', '0'], /--steps must be an integer >= 1, got "0"/],
       [['train', '--data', 'moons', '--out', out, '--lr=-1'], /--lr must be a number in \(0, 1e6\], got "-1"/],
-      [['train', '--data', 'moons', '--out', out, '--lr', '-1'], /Option '--lr' argument is ambiguous/],
+      [['train', '--data', 'moons', '--out', out, '--lr', '-1'], /--lr must be a number in \(0, 1e6\], got "-1"/],
       [['train', '--data', 'moons', '--out', out, '--lr', 'NaN'], /--lr must be a number in \(0, 1e6\], got "NaN"/],
       [['train', '--data', 'spiral', '--out', out], /--data must be one of swissroll, moons, mixture, checkerboard, mnist, got "spiral"/],
       [['train', '--data', 'moons', '--model', 'unet', '--out', out], /--model unet needs images \(--data mnist\)/],
@@ -118,10 +130,11 @@ describe('the ddpm command line', function () {
       [['sample', '--out', 'x.png'], /ddpm sample needs --run/],
       [['sample', '--run', out, '--out', 'x.png', '--steps', '10'], /--steps is a DDIM option; add --sampler ddim/],
       [['sample', '--run', out, '--out', 'x.txt'], /--out must end in \.png \(images\), \.csv or \.json \(2-D points\), got "x\.txt"/],
-      [['sample', '--run', out, '--out', 'x.csv', '--sampler', 'ddim', '--eta=-1'], /--eta must be a number >= 0, got "-1"/],
-      [['sample', '--run', out, '--out', 'x.csv', '--sampler', 'ddpm2'], /--sampler must be one of ddpm, ddim/],
+      [['sample', '--run', out, '--out', path.join(tmp, 'x.csv'), '--sampler', 'ddim', '--eta=-1'], /--eta must be a number in \[0, 1\], got "-1"/],
+      [['sample', '--run', out, '--out', path.join(tmp, 'x.csv'), '--sampler', 'ddpm2'], /--sampler must be one of ddpm, ddim/],
       [['eval', '--run', out, '--n', '1'], /--n must be an integer in \[2, 100000\], got "1"/],
       [['info'], /ddpm info needs --run/],
+      [['info', '--run', out, '--n', '5'], /Unknown option '--n' \(an option of ddpm sample, eval, not of ddpm info\)/],
     ];
     for (const [argv, pattern] of cases) {
       const r = await cli(...argv);
@@ -189,6 +202,7 @@ describe('the ddpm command line', function () {
     expect([parsed.points.length, parsed.sampler, parsed.steps, parsed.eta]).to.deep.equal([50, 'ddim', 10, 0.5]);
     const ev = await run(['eval', '--run', dir, '--n', '200', '--json', '--backend', 'cpu']);
     expect(ev.code, ev.stderr).to.equal(0);
+    expect(ev.stdout, '2-D eval shows progress').to.match(/^eval: 100% 50\/50 · /m);
     const metric = JSON.parse(ev.stdout.trim().split('\n').pop()!);
     expect(metric.metric).to.equal('energyDistance');
     expect([metric.samples, metric.noise, metric.heldOutVsHeldOut].every((x: number) => Number.isFinite(x) && x >= 0)).to.equal(true);
@@ -242,40 +256,259 @@ describe('the ddpm command line', function () {
     run40.dispose();
   });
 
-  it('an unwritable run directory (a file as parent; under /proc) is a clear error, exit 1, nothing written', async () => {
+  it('an unusable --out (a file; a file as parent; under /proc) is refused before any training, exit 2, naming --out; nothing written', async () => {
     const file = path.join(tmp, 'plain-file');
     fs.writeFileSync(file, 'x');
-    const a = await run(['train', ...MLP, '--steps', '5', '--out', path.join(file, 'run'), '--quiet']);
-    expect(a.code).to.equal(1);
-    expect(a.stderr).to.match(/could not save the checkpoint of step 5 in .*plain-file\/run: a parent of the path is a file, not a directory .*; no earlier checkpoint exists; no checkpoint was saved yet/);
-    const b = await run(['train', ...MLP, '--steps', '5', '--out', '/proc/ddpm-test-run', '--quiet']);
-    expect(b.code).to.equal(1);
-    expect(b.stderr).to.match(/could not save the checkpoint of step 5 in \/proc\/ddpm-test-run: a parent directory does not exist/);
+    const cases: [string, RegExp][] = [
+      [file, /--out .*plain-file is a file, not a directory/],
+      [path.join(file, 'run'), /--out .*plain-file\/run cannot be created: a parent of the path is a file, not a directory/],
+      ['/proc/ddpm-test-run', /--out \/proc\/ddpm-test-run cannot be created: a parent directory does not exist/],
+    ];
+    for (const [out, pattern] of cases) {
+      // 300 steps with one checkpoint at the end: the old code learned of the problem only then.
+      const r = await run(['train', ...MLP, '--steps', '300', '--checkpoint-every', '300', '--out', out, '--quiet']);
+      expect(r.code, r.stderr).to.equal(2);
+      expect(r.stderr).to.match(pattern);
+      expect(r.stdout, 'refused before training started').to.not.include('training MlpDenoiser');
+      expect(r.stderr, 'refused before a backend started').to.not.match(/^backend:/m);
+    }
     expect(fs.readFileSync(file, 'utf8')).to.equal('x');
   });
 
-  it('a full disk (a 512 KiB tmpfs in a private mount namespace): a clear error, no partial file, the previous checkpoint loads', async function () {
-    const probe = spawnSync('unshare', ['-Urm', 'true']);
-    if (probe.status !== 0) {
-      // Reported in docs/reliability.md: without user namespaces this machine cannot give the test a small disk.
-      this.skip();
-    }
-    const dir = path.join(tmp, 'full');
+  // hidden 128, depth 2: each checkpoint is ~340 KB (model, EMA, Adam m and v); a run needs room for two.
+  const BIG = ['train', ...MLP.filter((_, i) => i < 8 || i > 11), '--hidden', '128', '--depth', '2'];
+  const q = (a: string[]) => a.map((x) => `'${x}'`).join(' ');
+  const unshareWorks = () => spawnSync('unshare', ['-Urm', 'true']).status === 0;
+
+  it('too little disk for two checkpoints (a 512 KiB tmpfs in a private mount namespace) is refused before training, naming --out, the free and the needed space', async function () {
+    // Reported in docs/reliability.md: without user namespaces this machine cannot give the test a small disk.
+    if (!unshareWorks()) this.skip();
+    const dir = path.join(tmp, 'small-disk');
     fs.mkdirSync(dir);
-    // hidden 128, depth 2: each checkpoint is ~340 KB (model, EMA, Adam m and v); the second needs room for two.
-    const args = ['train', ...MLP.filter((_, i) => i < 8 || i > 11), '--hidden', '128', '--depth', '2', '--steps', '20', '--checkpoint-every', '10', '--out', dir, '--quiet'];
-    const q = (a: string[]) => a.map((x) => `'${x}'`).join(' ');
     const script = `mount -t tmpfs -o size=512k tmpfs '${dir}' || exit 99
-'${process.execPath}' '${CLI}' ${q(args)}; echo "train-exit=$?"
-ls -a '${dir}'
-'${process.execPath}' '${CLI}' info --run '${dir}'`;
+'${process.execPath}' '${CLI}' ${q([...BIG, '--steps', '20', '--checkpoint-every', '10', '--out', path.join(dir, 'run'), '--quiet'])}; echo "train-exit=$?"
+ls -a '${dir}'`;
     const r = spawnSync('unshare', ['-Urm', 'sh', '-c', script], { encoding: 'utf8', cwd: ROOT });
     expect(r.status, r.stderr).to.not.equal(99);
     expect(r.stdout).to.include('train-exit=1');
-    expect(r.stderr).to.match(/could not save the checkpoint of step 20 in .*: the disk is full \(ENOSPC.*\); the previous checkpoint \(step 10\) is intact/);
+    expect(r.stderr).to.match(/--out .*small-disk\/run: the disk has [\d.]+ KiB free, this run needs about [\d.]+ (KiB|MiB) \(two checkpoints of about [\d.]+ (KiB|MiB)/);
+    expect(r.stdout, 'refused before training').to.not.include('training MlpDenoiser');
+    expect(r.stdout, 'the run directory it made is removed again').to.match(/train-exit=1\n\.\n\.\.\n$/);
+  });
+
+  it('a disk that fills up during training (1 MiB tmpfs, filled after the first save): a clear error, no partial file, the previous checkpoint loads', async function () {
+    if (!unshareWorks()) this.skip();
+    const dir = path.join(tmp, 'full');
+    fs.mkdirSync(dir);
+    const runDir = path.join(dir, 'run');
+    const script = `mount -t tmpfs -o size=1m tmpfs '${dir}' || exit 99
+'${process.execPath}' '${CLI}' ${q([...BIG, '--steps', '5000', '--checkpoint-every', '10', '--out', runDir, '--quiet'])} &
+pid=$!
+while [ ! -f '${runDir}/checkpoint.json' ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done
+dd if=/dev/zero of='${dir}/filler' bs=4096 2>/dev/null
+wait $pid; echo "train-exit=$?"
+ls -a '${runDir}'
+'${process.execPath}' '${CLI}' info --run '${runDir}' --backend cpu`;
+    const r = spawnSync('unshare', ['-Urm', 'sh', '-c', script], { encoding: 'utf8', cwd: ROOT });
+    expect(r.status, r.stderr).to.not.equal(99);
+    expect(r.stdout).to.include('train-exit=1');
+    const m = /could not save the checkpoint of step (\d+) in .*: the disk is full \(ENOSPC.*\); the previous checkpoint \(step (\d+)\) is intact/.exec(r.stderr);
+    expect(m, r.stderr).to.not.equal(null);
+    const kept = Number(m![2]);
+    expect(Number(m![1])).to.equal(kept + 10);
     expect(r.stdout).to.not.match(/\.tmp/);
-    expect(r.stdout).to.match(/checkpoint\.json\nweights-00000010\.bin\n/);
-    expect(r.stdout).to.match(/steps done +10 of 20/);
+    expect(r.stdout, 'the lock is released, the kept checkpoint is whole').to.match(new RegExp(`\\.\\n\\.\\.\\ncheckpoint\\.json\\nweights-${String(kept).padStart(8, '0')}\\.bin\\n`));
+    expect(r.stdout).to.match(new RegExp(`steps done +${kept} of 5000`));
+    expect(r.stdout).to.match(/check +ok/);
+  });
+
+  it('the chunk plan bounds tensor memory: measured bytes per sample times the chunk cover the sampler\'s real peak (tf.profile), MLP and U-Net', async () => {
+    // [model, sample shape, samples the budget holds]: a budget of k + 0.5 samples plans chunks of k (a power of two).
+    const cases: [TrainableDenoiser, number[], number][] = [
+      [new MlpDenoiser({ hidden: 64, depth: 2, seed: 1 }), [2], 64],
+      [new UNetDenoiser({ baseChannels: 4, channelMults: [1, 2], groups: 2, attention: false, seed: 1 }), [28, 28, 1], 8],
+    ];
+    for (const [model, shape, k] of cases) {
+      const per = await bytesPerSample(model, shape);
+      const plan = planChunks(1000, per, (k + 0.5) * per);
+      expect([plan.size, plan.count], 'the largest power of two within the budget').to.deep.equal([k, Math.ceil(1000 / k)]);
+      const before = tf.memory().numBytes;
+      const info = await tf.profile(async () => {
+        const { x0 } = await sampleDDPM(model, linearSchedule(5), [plan.size, ...shape], { seed: 1, clipX0: true });
+        x0.dispose();
+      });
+      expect(info.peakBytes - before, `peak of a ${plan.size}-sample chunk vs the plan's ${plan.bytesPerChunk}`).to.be.at.most(plan.bytesPerChunk);
+      model.dispose();
+    }
+    expect(planChunks(10, 1000, 1e6, 4)).to.deep.equal({ size: 4, count: 3, bytesPerChunk: 4000 });
+    expect(chunkSeed(7, 0)).to.equal(7);
+    expect(chunkSeed(7, 1)).to.not.equal(chunkSeed(7, 2));
+  });
+
+  describe('runs that cannot be broken (issue 12): one writer, failures before the work, the flag grammar', () => {
+    const base = path.join(tmp, 'base');
+    const ORIG = [...MLP, '--steps', '30', '--checkpoint-every', '10', '--quiet', '--out', base];
+    const copyOf = (name: string) => {
+      const d = path.join(tmp, name);
+      fs.cpSync(base, d, { recursive: true });
+      return d;
+    };
+    before(async () => {
+      const r = await run(['train', ...ORIG]);
+      expect(r.code, r.stderr).to.equal(0);
+    });
+
+    it('a second train or --resume into a run directory in use is refused, naming the holder; the holder is unharmed; a stale lock is taken over', async () => {
+      const dir = path.join(tmp, 'two-writers');
+      const a = start(['train', ...MLP, '--steps', '1000000', '--checkpoint-every', '1', '--out', dir]);
+      const doneA = collect(a);
+      await waitFor(a, 'stdout', /training MlpDenoiser/);
+      const seed2 = MLP.map((x, i) => (MLP[i - 1] === '--seed' ? '8' : x));
+      try {
+        const b = await run(['train', ...seed2, '--steps', '100', '--checkpoint-every', '1', '--out', dir, '--quiet']);
+        expect(b.code, b.stderr).to.equal(1);
+        expect(b.stderr).to.include(`${dir} is in use: process ${a.pid} on ${os.hostname()}`);
+        while (!fs.existsSync(path.join(dir, MANIFEST_FILE))) await new Promise((r) => setTimeout(r, 50));
+        const c = await run(['train', '--out', dir, '--resume', '--backend', 'cpu', '--quiet']);
+        expect(c.code, c.stderr).to.equal(1);
+        expect(c.stderr).to.include(`is in use: process ${a.pid}`);
+      } finally {
+        // SIGTERM, not SIGINT: a shell's background job may start with SIGINT ignored.
+        a.kill('SIGTERM');
+      }
+      const ra = await doneA;
+      expect(ra.code, ra.stderr).to.equal(143);
+      expect(ra.stderr, 'the holder saw no other writer').to.not.match(/error/);
+      const k = readManifest(dir).step;
+      expect(fs.existsSync(path.join(dir, 'ddpm.lock')), 'the lock is released on exit').to.equal(false);
+      // A lock left by a process that is gone (kill -9) is stale: the next writer takes it over.
+      const dead = spawnSync('true').pid;
+      fs.writeFileSync(path.join(dir, 'ddpm.lock'), JSON.stringify({ pid: dead, host: os.hostname(), command: 'ddpm train', since: '2026-01-01T00:00:00Z' }));
+      const d = await run(['train', '--out', dir, '--resume', '--steps', String(k + 2), '--backend', 'cpu', '--quiet']);
+      expect(d.code, d.stderr).to.equal(0);
+      expect(readManifest(dir).step).to.equal(k + 2);
+      expect(fs.readdirSync(dir).sort()).to.deep.equal([MANIFEST_FILE, `weights-${String(k + 2).padStart(8, '0')}.bin`]);
+    });
+
+    it('--eta is checked at parse time against [0, 1] (and --help says so); sample checks --out before sampling', async () => {
+      const eta = await cli('sample', '--run', base, '--out', path.join(tmp, 'e.csv'), '--sampler', 'ddim', '--eta', '1.2');
+      expect([eta.code, eta.err]).to.deep.equal([2, 'ddpm sample: --eta must be a number in [0, 1], got "1.2"\n(see: ddpm sample --help)\n']);
+      expect((await cli('sample', '--help')).out).to.match(/--eta E +DDIM's eta in \[0, 1\]/);
+      const proc = await run(['sample', '--run', base, '--out', '/proc/ddpm-samples.csv', '--backend', 'cpu']);
+      expect(proc.code, proc.stderr).to.equal(2);
+      expect(proc.stderr).to.match(/--out \/proc\/ddpm-samples\.csv: cannot write in \/proc/);
+      expect(proc.stdout, 'refused before sampling').to.not.include('sampling');
+      fs.mkdirSync(path.join(tmp, 'd.csv'));
+      const dirOut = await cli('sample', '--run', base, '--out', path.join(tmp, 'd.csv'));
+      expect(dirOut.code).to.equal(2);
+      expect(dirOut.err).to.match(/--out .*d\.csv: .*d\.csv is a directory, not a file/);
+    });
+
+    it('train --T 100 scales the linear betas by 1000/T (abar_T as a float64 product of the scaled betas, below 1e-2)', async () => {
+      const dir = path.join(tmp, 'T100');
+      const r = await run(['train', ...MLP.filter((_, i) => i !== 6 && i !== 7), '--T', '100', '--steps', '2', '--out', dir, '--quiet']);
+      expect(r.code, r.stderr).to.equal(0);
+      const loaded = await loadRun(dir);
+      // Independent: betas 1e-3..0.2 (Ho et al.'s 1e-4..0.02 times 10), linearly spaced, product in float64.
+      let abar = 1;
+      for (let t = 1; t <= 100; t++) abar *= 1 - (1e-3 + ((0.2 - 1e-3) * (t - 1)) / 99);
+      expect(loaded.schedule.T).to.equal(100);
+      expect(Math.abs(loaded.schedule.alphaBars[100] - abar) / abar, `abar_T ${loaded.schedule.alphaBars[100]} vs ${abar}`).to.be.below(1e-9);
+      expect(loaded.schedule.alphaBars[100]).to.be.below(1e-2);
+      loaded.dispose();
+    });
+
+    it('sample draws in chunks with their own seeds: --chunk 4 for 10 points is 3 batches, the first equal to --n 4; the JSON records the chunk', async () => {
+      const a = path.join(tmp, 'chunks-a.json');
+      const b = path.join(tmp, 'chunks-b.json');
+      const ra = await run(['sample', '--run', base, '--n', '10', '--chunk', '4', '--out', a, '--backend', 'cpu']);
+      expect(ra.code, ra.stderr).to.equal(0);
+      expect(ra.stdout).to.match(/3 batches of 4 \(about [\d.]+ (B|KiB) of tensors each\)/);
+      const rb = await run(['sample', '--run', base, '--n', '4', '--out', b, '--backend', 'cpu', '--quiet']);
+      expect(rb.code, rb.stderr).to.equal(0);
+      expect(rb.stdout, '--quiet: no progress').to.not.match(/^sample:/m);
+      const pa = JSON.parse(fs.readFileSync(a, 'utf8'));
+      const pb = JSON.parse(fs.readFileSync(b, 'utf8'));
+      expect([pa.points.length, pa.chunk, pb.chunk]).to.deep.equal([10, 4, 4]);
+      expect(pa.points.slice(0, 4)).to.deep.equal(pb.points);
+      expect(pa.points.slice(4, 8), 'the second chunk has its own noise').to.not.deep.equal(pa.points.slice(0, 4));
+    });
+
+    it('a manifest with a bogus schedule fails at load and in info, naming the field', async () => {
+      const dir = copyOf('bogus-schedule');
+      const m = JSON.parse(fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8'));
+      m.schedule.kind = 'bogus';
+      fs.writeFileSync(path.join(dir, MANIFEST_FILE), JSON.stringify(m));
+      let error: Error | null = null;
+      await loadRun(dir).catch((e) => (error = e));
+      expect(error, 'loadRun rejects').to.be.instanceOf(Error);
+      expect(error!.message).to.match(/checkpoint\.json: schedule \{"kind":"bogus".*\} is not a schedule this library can rebuild: schedule config kind must be one of linear, cosine, constant, betas, got "bogus"/);
+      const info = await run(['info', '--run', dir, '--backend', 'cpu']);
+      expect(info.code).to.equal(1);
+      expect(info.stderr).to.match(/ddpm info: error: .*checkpoint\.json: schedule .* got "bogus"/);
+    });
+
+    it('info checks what sample checks: a truncated shard and a weights path outside the run exit 1 saying what is wrong, reading nothing outside', async () => {
+      const cut = copyOf('info-truncated');
+      const shard = path.join(cut, readManifest(cut).weightsManifest[0].paths[0]);
+      fs.truncateSync(shard, fs.statSync(shard).size - 8);
+      const a = await run(['info', '--run', cut, '--backend', 'cpu']);
+      expect(a.code).to.equal(1);
+      expect(a.stdout).to.match(/check +FAILED: .* the weights file is truncated/);
+      expect(a.stderr).to.match(/ddpm info: error: the run in .* is damaged: .*truncated/);
+      const out = copyOf('info-escape');
+      const m = JSON.parse(fs.readFileSync(path.join(out, MANIFEST_FILE), 'utf8'));
+      m.weightsManifest[0].paths[0] = '../../../../etc/passwd';
+      fs.writeFileSync(path.join(out, MANIFEST_FILE), JSON.stringify(m));
+      const b = await run(['info', '--run', out, '--backend', 'cpu']);
+      expect(b.code).to.equal(1);
+      expect(b.stdout).to.match(/check +FAILED: .*weight path "\.\.\/\.\.\/\.\.\/\.\.\/etc\/passwd" leaves the run directory; refusing to read it/);
+      expect(b.stdout, 'no size of the outside file').to.match(/"\.\.\/\.\.\/\.\.\/\.\.\/etc\/passwd" \(not verified, /);
+      const ok = await run(['info', '--run', base, '--backend', 'cpu', '--json']);
+      expect(ok.code, ok.stderr).to.equal(0);
+      expect(JSON.parse(ok.stdout).check).to.deep.equal({ ok: true, problem: null });
+    });
+
+    it('the flag grammar: a flag twice is refused; negative numbers follow their flag; --steps 1e3 is an integer; every command takes --backend and --quiet', async () => {
+      const x = path.join(tmp, 'grammar');
+      const twice = await cli('train', '--data', 'moons', '--out', x, '--steps', '5', '--steps', '6');
+      expect([twice.code, twice.err.split('\n')[0]]).to.deep.equal([2, 'ddpm train: --steps is given twice ("5", then "6"); give each option once']);
+      const neg = await cli('train', '--data', 'moons', '--out', x, '--seed', '-5');
+      expect([neg.code, neg.err.split('\n')[0]]).to.deep.equal([2, 'ddpm train: --seed must be an integer in [0, 2147483647], got "-5"']);
+      // 1e3 passes --steps' check: the next problem reported is --batch's
+      const sci = await cli('train', '--data', 'moons', '--out', x, '--steps', '1e3', '--batch', '20000');
+      expect([sci.code, sci.err.split('\n')[0]]).to.deep.equal([2, 'ddpm train: --batch must be at most the number of training examples (10000), got 20000']);
+      const frac = await cli('train', '--data', 'moons', '--out', x, '--steps', '1.5e0');
+      expect(frac.err.split('\n')[0]).to.equal('ddpm train: --steps must be an integer >= 1, got "1.5e0"');
+      const missing = await cli('train', '--data', 'moons', '--out', '--quiet');
+      expect(missing.err.split('\n')[0]).to.equal('ddpm train: --out needs a value, got the option "--quiet" (write --out=--quiet for a value starting with -)');
+      const info = await run(['info', '--run', base, '--backend', 'cpu', '--quiet']);
+      expect(info.code, info.stderr).to.equal(0);
+      expect(info.stderr, '--quiet: no backend line').to.not.match(/^backend:/m);
+      const ev = await run(['eval', '--run', base, '--n', '20', '--backend', 'cpu', '--quiet']);
+      expect([ev.code, /^eval:/m.test(ev.stdout)], ev.stderr).to.deep.equal([0, false]);
+      expect(fs.existsSync(x)).to.equal(false);
+    });
+
+    it('--resume accepts the original command line, refuses only a conflict (naming both values), and exits 2 when there is nothing to train', async () => {
+      const dir = copyOf('resume-flags');
+      const orig = ORIG.map((a) => (a === base ? dir : a));
+      const again = await run(['train', ...orig, '--resume']);
+      expect(again.code).to.equal(2);
+      expect(again.stderr).to.include(`${dir} has already done 30 of 30 steps: nothing to train; pass --steps N with N > 30`);
+      const fewer = await run(['train', '--out', dir, '--resume', '--steps', '20', '--backend', 'cpu']);
+      expect(fewer.code).to.equal(2);
+      expect(fewer.stderr).to.include('has already done 30 of 20 steps');
+      const lr = await run(['train', '--out', dir, '--resume', '--steps', '40', '--lr', '0.01', '--backend', 'cpu']);
+      expect(lr.code).to.equal(2);
+      expect(lr.stderr).to.match(/--lr "0\.01" conflicts with the run in .*resume-flags, whose lr is 0\.001/);
+      const hidden = await run(['train', '--out', dir, '--resume', '--steps', '40', '--hidden', '32', '--backend', 'cpu']);
+      expect(hidden.stderr).to.match(/--hidden "32" conflicts with the run in .*, whose hidden is 16/);
+      const more = await run(['train', ...orig.map((a) => (a === '30' ? '35' : a)), '--resume']);
+      expect(more.code, more.stderr).to.equal(0);
+      expect(more.stdout).to.include(`resuming ${dir} at step 30 of 35`);
+      expect(readManifest(dir).step).to.equal(35);
+    });
   });
 
   it('U-Net (tiny config) on MNIST: train 1 step, sample a PNG grid, eval bits/dim, info', async () => {
@@ -294,7 +527,30 @@ ls -a '${dir}'
     const e = await run(['eval', '--run', dir, '--n', '2', '--backend', 'cpu']);
     expect(e.code, e.stderr).to.equal(0);
     const bpd = Number(/bits\/dim ([\d.]+) on 2 held-out digits/.exec(e.stdout)?.[1]);
-    expect(bpd).to.be.above(0).and.below(100);
+    expect(e.stdout, 'eval shows progress as train does').to.match(/^eval: 100% 4\/4 · /m);
+    // The same ELBO in-process (the library's elboTerms on the same digits, weights and seed); the
+    // CLI prints 4 decimals, so they agree within 5e-5 (1e-4 allowed).
+    const loaded = await loadRun(dir);
+    const { images } = loadMnist({ split: 'test', limit: 2 });
+    const terms = await elboTerms(loaded.ema!, loaded.schedule, images, { decoder: 'discretized', seed: 0 });
+    expect(Math.abs(bpd - terms.bitsPerDim), `cli ${bpd}, in-process ${terms.bitsPerDim}`).to.be.below(1e-4);
+    expect(bpd).to.be.above(0);
+    // Image samples clip x0_hat to [-1, 1] (notebook 07): the grid equals the in-process sampler's with
+    // clipX0, and differs from the unclipped one (so the comparison can fail).
+    const grid = async (clipX0: boolean) => {
+      const { x0 } = await sampleDDPM(loaded.ema!, loaded.schedule, [3, 28, 28, 1], { seed: 0, clipX0 });
+      const png = imageGridPng((await x0.data()) as Float32Array, 3, 28, 1);
+      x0.dispose();
+      return png;
+    };
+    const cliPng = fs.readFileSync(png);
+    expect(cliPng.equals(await grid(true)), 'the CLI grid equals the clipped sampler').to.equal(true);
+    expect(cliPng.equals(await grid(false)), 'clipping changes these samples').to.equal(false);
+    images.dispose();
+    loaded.dispose();
+    const tooMany = await run(['sample', '--run', dir, '--n', '20000', '--out', path.join(tmp, 'many.png'), '--backend', 'cpu']);
+    expect(tooMany.code, 'an --n above the help\'s range for images').to.equal(2);
+    expect(tooMany.stderr).to.match(/--n must be an integer in \[1, 10000\] for an image run, got 20000/);
     const badOut = await run(['sample', '--run', dir, '--out', path.join(tmp, 'x.csv'), '--backend', 'cpu']);
     expect(badOut.code).to.equal(2);
     expect(badOut.stderr).to.match(/this run makes images: --out must end in \.png/);

@@ -10,7 +10,9 @@
  * A save writes the shard and then the manifest, each to a temporary file in the same directory,
  * fsyncs it and renames it into place; the manifest's rename is the commit. Until then the previous
  * manifest and the shard it names are untouched, so a crash or kill at any moment leaves a loadable
- * run. Notebooks load a run with loadRun(dir). Notebook: 07_mnist.
+ * run. A run directory has one writer at a time: saves take (or reuse) its advisory lock
+ * (lib/runtime/files.ts acquireRunLock) and, once committed, remove only this process's temporary
+ * files and those of processes that are gone. Notebooks load a run with loadRun(dir). Notebook: 07_mnist.
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -20,6 +22,8 @@ import type { TrainableDenoiser } from '../diffusion/denoiser';
 import { MlpDenoiser, UNetDenoiser } from '../models';
 import { Schedule, ScheduleConfig, scheduleFromConfig } from '../diffusion/schedule';
 import type { TrainRngState } from './train';
+import { acquireRunLock, describeFsError, heldLock, makeDirs, packageVersion, removeStaleTemps, writeFileAtomic } from '../runtime/files';
+import { faults } from '../runtime/faults';
 
 type NamedTensor = { name: string; tensor: tf.Tensor };
 
@@ -96,7 +100,7 @@ export interface LoadedRun {
   dispose(): void;
 }
 
-/** A run loaded to continue training: also the optimizer (state restored) and the RNG state. */
+/** A run loaded to continue training: also the optimizer (state restored) and the RNG state; dispose() frees the optimizer too. */
 export interface ResumableRun extends LoadedRun {
   optimizer: tf.Optimizer;
   rngState: TrainRngState;
@@ -120,19 +124,9 @@ function variableNames(model: TrainableDenoiser): string[] {
   return (model as MlpDenoiser | UNetDenoiser).variableNames;
 }
 
-let cachedVersion: string | undefined;
-
-/** The version field of this package's package.json. */
+/** The version field of this package's package.json (lib/runtime/files.ts's packageVersion). */
 export function libraryVersion(): string {
-  if (cachedVersion) return cachedVersion;
-  for (let dir = __dirname; ; dir = path.dirname(dir)) {
-    const file = path.join(dir, 'package.json');
-    if (fs.existsSync(file)) {
-      const pkg = JSON.parse(fs.readFileSync(file, 'utf8'));
-      if (pkg.name === 'ddpm-workbook') return (cachedVersion = String(pkg.version));
-    }
-    if (path.dirname(dir) === dir) return (cachedVersion = 'unknown');
-  }
+  return packageVersion();
 }
 
 // Optimizer fields outside getWeights() that a bit-exact resume needs: tf's Adam keeps beta^t as a
@@ -142,78 +136,6 @@ const OPTIMIZER_EXTRA_STATE = ['accBeta1', 'accBeta2'] as const;
 function optimizerExtras(optimizer: tf.Optimizer): { key: string; variable: tf.Variable }[] {
   const o = optimizer as unknown as Record<string, unknown>;
   return OPTIMIZER_EXTRA_STATE.filter((k) => o[k] instanceof tf.Variable).map((k) => ({ key: k, variable: o[k] as tf.Variable }));
-}
-
-/**
- * Test hook (documented in docs/contributing.md): DDPM_TEST_SAVE_PAUSE=<stage>@<step>,
- * stage 'weights' or 'manifest', makes the save of that step stop for a minute right after that
- * stage's temporary file is written and fsynced (before its rename), after printing a line to
- * stderr, so that a test can kill -9 the process inside the save window.
- */
-function testPause(stage: 'weights' | 'manifest', step: number, tmp: string): void {
-  const hook = process.env.DDPM_TEST_SAVE_PAUSE;
-  if (!hook || hook !== `${stage}@${step}`) return;
-  process.stderr.write(`ddpm-test: paused in save of step ${step} after writing ${tmp}\n`);
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60_000);
-}
-
-function describeFsError(e: unknown): string {
-  const err = e as NodeJS.ErrnoException;
-  const hints: Record<string, string> = {
-    ENOSPC: 'the disk is full',
-    EDQUOT: 'the disk quota is exhausted',
-    EROFS: 'the file system is read-only',
-    EACCES: 'permission denied',
-    EPERM: 'operation not permitted',
-    ENOTDIR: 'a parent of the path is a file, not a directory',
-    ENOENT: 'a parent directory does not exist',
-  };
-  return err && err.code ? `${hints[err.code] ?? err.code} (${err.message})` : String(e);
-}
-
-/** Writes bytes to dir/name atomically: temporary file in dir, fsync, rename, fsync of dir. */
-function writeAtomic(dir: string, name: string, bytes: Uint8Array, stage: 'weights' | 'manifest', step: number): void {
-  const tmp = path.join(dir, `.${name}.${process.pid}.tmp`);
-  let fd: number | null = null;
-  try {
-    fd = fs.openSync(tmp, 'w');
-    let off = 0;
-    while (off < bytes.length) off += fs.writeSync(fd, bytes, off, bytes.length - off);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = null;
-    testPause(stage, step, tmp);
-    fs.renameSync(tmp, path.join(dir, name));
-    fsyncDir(dir);
-  } catch (e) {
-    if (fd !== null) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-}
-
-/**
- * mkdir -p, one level at a time: Node 20's fs.mkdirSync(dir, { recursive: true }) never returns for
- * a path under /proc (it retries ENOENT forever), so it is not used here.
- */
-function makeDir(dir: string): void {
-  const full = path.resolve(dir);
-  if (fs.existsSync(full)) {
-    if (!fs.statSync(full).isDirectory()) throw Object.assign(new Error(`${full} is a file, not a directory`), { code: 'ENOTDIR' });
-    return;
-  }
-  const parent = path.dirname(full);
-  if (parent !== full) makeDir(parent);
-  fs.mkdirSync(full);
-}
-
-function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 /** The step number in the manifest at dir, or null when dir holds no run (no checkpoint.json). */
@@ -283,16 +205,27 @@ export async function saveCheckpoint(dir: string, c: CheckpointState): Promise<R
   };
   const before = previousStep(dir);
   const kept = before === null ? 'no earlier checkpoint exists' : `the previous checkpoint (step ${before}) is intact`;
+  const pause = (stage: 'weights' | 'manifest') => (faults ? (tmp: string) => faults!.savePause(stage, c.step, tmp) : undefined);
+  // One writer per run directory: a save inside a process that holds the lock (ddpm train) uses it;
+  // any other save holds the lock for its own duration, and refuses while another process has it.
+  let ownLock: { release(): void } | null = null;
   try {
-    makeDir(dir);
-    writeAtomic(dir, shard, bytes, 'weights', c.step);
-    writeAtomic(dir, MANIFEST_FILE, Buffer.from(JSON.stringify(manifest, null, 1) + '\n'), 'manifest', c.step);
+    makeDirs(dir);
+    if (!heldLock(dir)) ownLock = acquireRunLock(dir);
+    writeFileAtomic(path.join(dir, shard), bytes, { beforeRename: pause('weights') });
+    writeFileAtomic(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 1) + '\n', { beforeRename: pause('manifest') });
   } catch (e) {
+    ownLock?.release();
     throw new Error(`could not save the checkpoint of step ${c.step} in ${dir}: ${describeFsError(e)}; ${kept}`);
   }
-  // Committed: shards no manifest names any more, and temporary files of killed saves, can go.
-  for (const f of fs.readdirSync(dir)) {
-    if ((/^weights-\d+\.bin$/.test(f) && f !== shard) || /^\..*\.tmp$/.test(f)) fs.rmSync(path.join(dir, f), { force: true });
+  try {
+    // Committed: shards no manifest names any more can go, and so can temporary files, but only this
+    // process's and those of processes that no longer exist (a killed save); the lock makes sure no
+    // other live process writes here.
+    for (const f of fs.readdirSync(dir)) if (/^weights-\d+\.bin$/.test(f) && f !== shard) fs.rmSync(path.join(dir, f), { force: true });
+    removeStaleTemps(dir);
+  } finally {
+    ownLock?.release();
   }
   return manifest;
 }
@@ -326,6 +259,12 @@ export function readManifest(dir: string): RunManifest {
     throw bad('model', `{kind: ${MODEL_KINDS.join('|')}, config: {...}}`, m.model);
   }
   if (!isObject(m.schedule) || typeof m.schedule.kind !== 'string') throw bad('schedule', 'a schedule config {kind, T, ...}', m.schedule);
+  try {
+    // Rebuilt here (cheap: T numbers) so that a bad schedule fails at load, naming the field, not later.
+    scheduleFromConfig(m.schedule as unknown as ScheduleConfig);
+  } catch (e) {
+    throw new Error(`${file}: schedule ${JSON.stringify(m.schedule)} is not a schedule this library can rebuild: ${(e as Error).message}`);
+  }
   if (!isObject(m.train)) throw bad('train', 'an object', m.train);
   if (typeof m.step !== 'number' || !Number.isInteger(m.step) || m.step < 0) throw bad('step', 'an integer >= 0', m.step);
   if (typeof m.seed !== 'number' || !Number.isFinite(m.seed)) throw bad('seed', 'a finite number', m.seed);
@@ -541,7 +480,17 @@ export async function loadRunForResume(dir: string, makeOptimizer: () => tf.Opti
       samplerOrder: order,
       samplerPos: manifest.rng.samplerPos,
     };
-    return { ...run, optimizer, rngState, dispose: run.dispose };
+    const loaded = run;
+    const opt = optimizer;
+    return {
+      ...run,
+      optimizer,
+      rngState,
+      dispose: () => {
+        loaded.dispose();
+        opt.dispose();
+      },
+    };
   } catch (e) {
     run?.dispose();
     optimizer?.dispose();

@@ -82,8 +82,9 @@ export class FusedAdam extends tf.Optimizer {
     this.savedNames = named.map((n) => n.name);
     const total = this.slots.reduce((n, s) => n + s.size, 0);
     if (!this.m || !this.v) {
-      this.m = tf.variable(tf.zeros([total]), false);
-      this.v = tf.variable(tf.zeros([total]), false);
+      // tf.variable keeps its initial tensor alive unless disposed: tidy frees it, keeps the variable.
+      this.m = tf.tidy(() => tf.variable(tf.zeros([total]), false));
+      this.v = tf.tidy(() => tf.variable(tf.zeros([total]), false));
     }
     const t = this.iterations + 1;
     const { beta1, beta2, learningRate: lr, epsilon } = this;
@@ -162,8 +163,9 @@ export class FusedAdam extends tf.Optimizer {
     this.slots = ms.map((mi) => ({ shape: mi.shape.slice(), size: mi.size }));
     this.savedNames = rest.slice(0, count).map((w) => w.name.replace(/\/m$/, ''));
     const flat = (ts: tf.Tensor[]) => tf.tidy(() => tf.concat(ts.map((x) => tf.reshape(tf.cast(x, 'float32'), [-1]))));
-    this.m = tf.variable(flat(ms), false);
-    this.v = tf.variable(flat(vs), false);
+    // As in applyGradients: without tidy the concatenated initial values (2 tensors) outlive the variables.
+    this.m = tf.tidy(() => tf.variable(flat(ms), false));
+    this.v = tf.tidy(() => tf.variable(flat(vs), false));
   }
 
   private variableNames(): string[] {

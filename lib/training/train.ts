@@ -145,6 +145,16 @@ async function checkTrainOptions(o: TrainOptions): Promise<void> {
     checkInteger('rngState.samplerPos', r.samplerPos, 0, o.data.shape[0]);
   }
   await checkFiniteTensorAsync('data', o.data);
+  // One forward pass on one example before any state exists: a model that rejects the data's shape
+  // fails here, outside tf.variableGrads, whose tape would keep the tensors it saved for the backward
+  // pass (12 for a small MLP) when the model throws inside a training step.
+  try {
+    tf.tidy(() => {
+      o.model.predictEps(tf.slice(o.data, 0, 1), tf.tensor1d([1], 'int32'));
+    });
+  } catch (e) {
+    throw new Error(`data of shape [${o.data.shape}] does not fit the model: ${(e as Error).message}`);
+  }
 }
 
 /** Batch indices: the data reshuffled every epoch (without replacement within an epoch), seeded. */
@@ -319,9 +329,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       // Checked after the progress report, which may itself be where the stop was asked for.
       stopped = o.signal?.aborted === true && step < steps;
       if (o.onCheckpoint && (atCheckpoint || step === steps || stopped)) await checkpoint(step);
-      // Between reads the loop never awaits; a signal handler (SIGINT) runs only if the loop yields.
-      else if (o.signal && !stopped) await new Promise((resolve) => setImmediate(resolve));
       if (stopped) break;
+      // The loop's awaits (reads, checkpoints) settle as microtasks; a signal handler (SIGINT) runs
+      // only if the loop yields to the event loop, so it does after every step, checkpoint or not
+      // (with a checkpoint every step it never did, and SIGINT went unanswered).
+      if (o.signal) await new Promise((resolve) => setImmediate(resolve));
     }
   } catch (e) {
     pending.forEach((l) => l.dispose());

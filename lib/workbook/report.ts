@@ -3,7 +3,6 @@
  * plotly.js-dist-min is inlined, so the page opens offline and from file://.
  */
 import * as fs from 'fs';
-import * as path from 'path';
 import { scriptJson } from './plot';
 
 /** A Plotly figure as plain JSON (the application/vnd.plotly.v1+json shape). */
@@ -60,15 +59,5 @@ ${blocks.join('\n')}
 `;
 }
 
-/** Writes a file atomically: a temporary file in the same folder, then a rename, so no half-written page is left. */
-export function writeFileAtomic(file: string, contents: string | Uint8Array): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    fs.writeFileSync(tmp, contents);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-}
+/** The one atomic writer (lib/runtime/files.ts), re-exported where the report writers always found it. */
+export { writeFileAtomic } from '../runtime/files';

@@ -2,15 +2,10 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { packageRoot } from '../../runtime/files';
 
-/** The folder holding this package's package.json (works from lib/workbook and dist/lib/workbook). */
-export function projectRoot(from: string = __dirname): string {
-  for (let dir = from; ; dir = path.dirname(dir)) {
-    const pkg = path.join(dir, 'package.json');
-    if (fs.existsSync(pkg) && JSON.parse(fs.readFileSync(pkg, 'utf8')).name === 'ddpm-workbook') return dir;
-    if (path.dirname(dir) === dir) throw new Error(`projectRoot: no ddpm-workbook package.json above ${from}`);
-  }
-}
+/** The folder holding this package's package.json (works from lib/workbook and dist/lib/workbook): lib/runtime/files.ts's packageRoot. */
+export const projectRoot = (from: string = __dirname): string => packageRoot(from);
 
 /** The workbook's notebooks in reading order: notebooks/*.ipynb sorted by name (01_..., 02_...). */
 export function workbookNotebooks(root: string = projectRoot()): string[] {

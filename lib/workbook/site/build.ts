@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CheckResult } from '../check';
 import { formatDuration } from '../../runtime/progress';
-import { writeFileAtomic } from '../report';
+import { writeFileAtomic } from '../../runtime/files';
 import { MathError, escapeHtml, leadFigureHtml, notebookHeading, notebookTitle, renderInlineMath, renderPage, renderPlainPage, writeVendor } from './html';
 import { RunOptions, checkMode, runInProcess } from '../runners/inprocess';
 import { runWithKernel } from '../runners/kernel';

@@ -1,0 +1,141 @@
+/**
+ * What the `ddpm` commands share: the data-set table, the backend choice, opening a run for
+ * sampling, and sampling in memory-bounded chunks.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { useBestBackend } from '../runtime/backend';
+import { LoadedRun, loadRun, readManifest } from '../training/checkpoint';
+import { checkerboard, gaussianMixture2d, moons, swissRoll } from '../data/toy';
+import { loadMnist } from '../data/mnist';
+import type { Denoiser, TrainableDenoiser } from '../diffusion/denoiser';
+import { deriveSeed } from '../diffusion/random';
+import { BACKENDS, Command, UsageError, Values, choiceValue, requireValue } from './flags';
+
+/** Where the CLI writes; tests pass their own. */
+export interface CliIO {
+  out: NodeJS.WritableStream & { isTTY?: boolean };
+  err: NodeJS.WritableStream;
+}
+
+/** One data set of `ddpm train --data`: its kind, default size and how to draw it. */
+export interface DatasetRow {
+  name: string;
+  image: boolean;
+  /** Examples when --n-data is not given (mnist: all train digits). */
+  defaultSize: number;
+  maxSize: number;
+  /** Draws n examples (seeded), or, for images, the first n train digits (all when n is null). */
+  load(n: number | null, seed: number): tf.Tensor;
+}
+
+const points = (make: (n: number, o: { seed: number }) => tf.Tensor2D): DatasetRow['load'] => (n, seed) => make(n ?? 10000, { seed });
+
+/** Every data set, once: training data, held-out draws and eval all read this table. */
+export const DATASETS: readonly DatasetRow[] = [
+  { name: 'swissroll', image: false, defaultSize: 10000, maxSize: 1e7, load: points(swissRoll) },
+  { name: 'moons', image: false, defaultSize: 10000, maxSize: 1e7, load: points(moons) },
+  { name: 'mixture', image: false, defaultSize: 10000, maxSize: 1e7, load: points(gaussianMixture2d) },
+  { name: 'checkerboard', image: false, defaultSize: 10000, maxSize: 1e7, load: points(checkerboard) },
+  { name: 'mnist', image: true, defaultSize: 9000, maxSize: 1e5, load: (n) => loadMnist({ split: 'train', limit: n ?? undefined }).images },
+];
+
+/** The table's row for a data-set name (throws for a name the table lacks). */
+export function dataset(name: string): DatasetRow {
+  const row = DATASETS.find((d) => d.name === name);
+  if (!row) throw new Error(`data must be one of ${DATASETS.map((d) => d.name).join(', ')}, got ${JSON.stringify(name)}`);
+  return row;
+}
+
+/** The training examples of a run: the data set drawn with the run's seed. */
+export function trainingData(name: string, nData: number | null, seed: number): tf.Tensor {
+  return dataset(name).load(nData, deriveSeed(seed, 0xda7a));
+}
+
+/** Fresh 2-D points from a run's data distribution, never the training draw. */
+export function heldOutPoints(name: string, n: number, seed: number): tf.Tensor2D {
+  const row = dataset(name);
+  if (row.image) throw new Error(`heldOutPoints: ${name} is an image set`);
+  return row.load(n, deriveSeed(seed, 0x4e1d)) as tf.Tensor2D;
+}
+
+/** Sets the backend --backend asks for; prints which one (unless --quiet) and why others were passed over. */
+export async function chooseBackend(v: Values, cmd: Command, io: CliIO): Promise<string> {
+  const name = choiceValue<(typeof BACKENDS)[number]>(v, cmd, 'backend') ?? 'auto';
+  const choice = await useBestBackend(name === 'auto' ? {} : { prefer: name });
+  const passed = Object.entries(choice.reasons).map(([k, r]) => `${k}: ${r.split('\n')[0]}`);
+  if (!v.quiet) io.err.write(`backend: ${choice.name}${passed.length ? ` (passed over ${passed.join('; ')})` : ''}\n`);
+  return choice.name;
+}
+
+/** A run opened for sampling or evaluation, with the weights --weights picks. */
+export interface OpenRun {
+  run: LoadedRun;
+  model: TrainableDenoiser;
+  which: 'ema' | 'model';
+  image: boolean;
+}
+
+/** Loads --run (every check of loadRun) and picks its weights; manifest problems come before the backend starts. */
+export async function openRun(v: Values, cmd: Command, io: CliIO): Promise<OpenRun> {
+  const dir = requireValue(v, cmd, 'run');
+  const which = choiceValue<'ema' | 'model'>(v, cmd, 'weights');
+  readManifest(dir);
+  await chooseBackend(v, cmd, io);
+  const run = await loadRun(dir);
+  if (which === 'ema' && !run.ema) {
+    run.dispose();
+    throw new UsageError(`--weights ema: the run in ${dir} keeps no EMA (it trained with --ema 0); use --weights model`);
+  }
+  const useEma = which !== 'model' && run.ema !== null;
+  return { run, model: useEma ? run.ema! : run.model, which: useEma ? 'ema' : 'model', image: run.manifest.model.kind === 'unet' };
+}
+
+/** The tensor memory one chunk of samples may use, and what `ddpm sample --help` states. */
+export const CHUNK_BUDGET_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Bytes of tensor memory one more sample adds to a model call: the difference between the peak of
+ * a call on 2 examples and on 1 (tf.profile), times 2 for the sampler's own tensors (x_t, the noise,
+ * the mean and variance of the step, the next x_t) and for a margin. Measured, not computed, so that
+ * it holds for any architecture.
+ */
+export async function bytesPerSample(model: Denoiser, sampleShape: number[]): Promise<number> {
+  const peak = async (b: number) => {
+    const x = tf.zeros([b, ...sampleShape]);
+    const t = tf.fill([b], 1, 'int32') as tf.Tensor1D;
+    const info = await tf.profile(() => tf.tidy(() => model.predictEps(x, t)));
+    tf.dispose([x, t]);
+    if (info.result instanceof tf.Tensor) info.result.dispose();
+    else tf.dispose(info.result as tf.Tensor[]);
+    return info.peakBytes;
+  };
+  const one = await peak(1);
+  const two = await peak(2);
+  const elem = sampleShape.reduce((a, b) => a * b, 1) * 4;
+  return 2 * Math.max(two - one, elem) + 6 * elem;
+}
+
+/** How `n` samples are split: chunks of `size` (the last one shorter), each with its own seed. */
+export interface ChunkPlan {
+  size: number;
+  count: number;
+  /** The estimated peak tensor bytes of one chunk. */
+  bytesPerChunk: number;
+}
+
+/** Plans chunks for n samples of perSample bytes each under budget bytes (or of the size asked for). */
+export function planChunks(n: number, perSample: number, budget: number = CHUNK_BUDGET_BYTES, asked?: number): ChunkPlan {
+  const fit = Math.max(1, Math.floor(budget / perSample));
+  // A power of two, so that the small differences in the measurement between backends rarely change it.
+  const auto = 2 ** Math.floor(Math.log2(fit));
+  const size = Math.min(n, asked ?? auto);
+  return { size, count: Math.ceil(n / size), bytesPerChunk: size * perSample };
+}
+
+/**
+ * The seed of chunk c: the chunk 0 uses `seed` itself (so n within one chunk gives what one call of
+ * the sampler with that seed gives), the others a seed derived from it.
+ */
+export function chunkSeed(seed: number, c: number): number {
+  return c === 0 ? seed : deriveSeed(seed, 0xc4a1, c);
+}

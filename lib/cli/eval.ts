@@ -1,0 +1,102 @@
+/**
+ * `ddpm eval`: bits/dim on held-out MNIST digits (the discretised ELBO, T model evaluations per
+ * batch) or, for 2-D runs, the energy distance of DDPM samples to fresh data with two references
+ * for scale. Both show progress as `train` does (the library's Progress) unless --quiet.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Denoiser } from '../diffusion/denoiser';
+import { elboTerms } from '../diffusion/elbo';
+import { energyDistance } from '../data/metrics';
+import { loadMnist } from '../data/mnist';
+import { Progress } from '../runtime/progress';
+import { deriveSeed } from '../diffusion/random';
+import { sampleDDPM } from '../diffusion/sampling';
+import { Values, checkAllValues, intValue } from './flags';
+import { CHUNK_BUDGET_BYTES, CliIO, bytesPerSample, chunkSeed, heldOutPoints, openRun, planChunks } from './common';
+import type { RunTrainSettings } from './train';
+
+/** The model, counting its calls into a progress bar (elboTerms makes one call per timestep). */
+function counting(model: Denoiser, onCall: () => void): Denoiser {
+  return {
+    predictEps: (xt, t) => {
+      onCall();
+      return model.predictEps(xt, t);
+    },
+  };
+}
+
+/** `ddpm eval`: resolves to 0 after printing the metric. */
+export async function cmdEval(v: Values, io: CliIO): Promise<number> {
+  checkAllValues('eval', v);
+  const seed = intValue(v, 'eval', 'seed') ?? 0;
+  const nFlag = intValue(v, 'eval', 'n');
+  const chunkFlag = intValue(v, 'eval', 'chunk');
+  const { run, model, which, image } = await openRun(v, 'eval', io);
+  try {
+    const train = run.manifest.train as unknown as RunTrainSettings;
+    const T = run.schedule.T;
+    let result: Record<string, unknown>;
+    if (image) {
+      const { images } = loadMnist({ split: 'test', limit: nFlag ?? 16 });
+      try {
+        const n = images.shape[0];
+        const plan = planChunks(n, await bytesPerSample(model, images.shape.slice(1)), CHUNK_BUDGET_BYTES, chunkFlag);
+        io.out.write(
+          `bits/dim of ${n} held-out digits (the discretised ELBO: ${T} model evaluations${plan.count > 1 ? ` for each of ${plan.count} batches of ${plan.size}` : ''}) with the ${which} weights\n`,
+        );
+        const bar = v.quiet ? null : new Progress('eval', T * plan.count, io.out as NodeJS.WriteStream);
+        let calls = 0;
+        const counted = counting(model, () => bar?.update(Math.min(++calls, T * plan.count)));
+        let sumBits = 0;
+        for (let c = 0; c < plan.count; c++) {
+          const size = Math.min(plan.size, n - c * plan.size);
+          const x0 = tf.slice(images, c * plan.size, size);
+          try {
+            const terms = await elboTerms(counted, run.schedule, x0, { decoder: 'discretized', seed: chunkSeed(seed, c) });
+            sumBits += terms.bitsPerDim * size;
+          } finally {
+            x0.dispose();
+          }
+          calls = (c + 1) * T;
+        }
+        bar?.update(T * plan.count);
+        result = { metric: 'bitsPerDim', bitsPerDim: sumBits / n, n, step: run.manifest.step, weights: which };
+      } finally {
+        images.dispose();
+      }
+      io.out.write(v.json ? `${JSON.stringify(result)}\n` : `bits/dim ${(result.bitsPerDim as number).toFixed(4)} on ${result.n} held-out digits (step ${run.manifest.step})\n`);
+    } else {
+      const n = nFlag ?? 1000;
+      const bar = v.quiet ? null : new Progress('eval', T, io.out as NodeJS.WriteStream);
+      const { x0 } = await sampleDDPM(model, run.schedule, [n, 2], { seed, onStep: (i) => bar?.update(i.step) });
+      const ref = heldOutPoints(train.data, n, seed);
+      const ref2 = heldOutPoints(train.data, n, seed + 1);
+      const noise = tf.randomNormal([n, 2], 0, 1, 'float32', deriveSeed(seed, 0x5e)) as tf.Tensor2D;
+      try {
+        const pts = async (x: tf.Tensor) => ({ data: (await x.data()) as Float32Array, dim: 2 });
+        const refPts = await pts(ref);
+        result = {
+          metric: 'energyDistance',
+          samples: energyDistance(await pts(x0), refPts),
+          noise: energyDistance(await pts(noise), refPts),
+          heldOutVsHeldOut: energyDistance(await pts(ref2), refPts),
+          n,
+          step: run.manifest.step,
+          weights: which,
+        };
+      } finally {
+        tf.dispose([x0, ref, ref2, noise]);
+      }
+      const f = (k: string) => (result[k] as number).toFixed(5);
+      io.out.write(
+        v.json
+          ? `${JSON.stringify(result)}\n`
+          : `energy distance to fresh ${train.data} data (${n} points; lower is better): samples ${f('samples')}, ` +
+              `reference: N(0, I) noise ${f('noise')}, a second data draw ${f('heldOutVsHeldOut')}\n`,
+      );
+    }
+    return 0;
+  } finally {
+    run.dispose();
+  }
+}

@@ -10,7 +10,7 @@ import * as path from 'path';
 import { expect } from 'chai';
 import { PNG } from 'pngjs';
 import * as tf from '@tensorflow/tfjs';
-import { MlpDenoiser, TrainableDenoiser, UNetDenoiser, elboTerms, linearSchedule, loadMnist, loadRun, readManifest, sampleDDPM } from '../lib';
+import { MlpDenoiser, TrainableDenoiser, UNetDenoiser, elboTerms, judgeDigits, linearSchedule, loadMnist, loadRun, readManifest, sampleDDPM } from '../lib';
 import { MANIFEST_FILE } from '../lib/training/checkpoint';
 import { bytesPerSample, chunkSeed, planChunks } from '../lib/cli/common';
 import { imageGridPng } from '../lib/data/image';
@@ -511,7 +511,8 @@ ls -a '${runDir}'
     });
   });
 
-  it('U-Net (tiny config) on MNIST: train 1 step, sample a PNG grid, eval bits/dim, info', async () => {
+  it('U-Net (tiny config) on MNIST: train 1 step, sample a PNG grid, eval bits/dim and the digit judge, info', async function () {
+    this.timeout(300_000); // seven CLI runs, each loading tfjs and MNIST
     const dir = path.join(tmp, 'unet');
     const t = await run(['train', '--data', 'mnist', '--n-data', '8', '--batch', '2', '--steps', '1', '--T', '4', '--channels', '4', '--channel-mults', '1,2', '--groups', '2', '--no-attention', '--backend', 'cpu', '--out', dir, '--quiet']);
     expect(t.code, t.stderr).to.equal(0);
@@ -524,8 +525,9 @@ ls -a '${runDir}'
     expect([img.width, img.height]).to.deep.equal([2 * 28 + 3 * 2, 2 * 28 + 3 * 2]);
     const inside = Array.from({ length: 28 }, (_, y) => img.data[((2 + y) * img.width + 2 + 14) * 4]);
     expect(new Set(inside).size, 'the first image is not blank').to.be.above(3);
-    const e = await run(['eval', '--run', dir, '--n', '2', '--backend', 'cpu']);
+    const e = await run(['eval', '--run', dir, '--n', '2', '--judge', '0', '--backend', 'cpu']);
     expect(e.code, e.stderr).to.equal(0);
+    expect(e.stdout, '--judge 0 skips the judge').to.not.match(/digit judge/);
     const bpd = Number(/bits\/dim ([\d.]+) on 2 held-out digits/.exec(e.stdout)?.[1]);
     expect(e.stdout, 'eval shows progress as train does').to.match(/^eval: 100% 4\/4 · /m);
     // The same ELBO in-process (the library's elboTerms on the same digits, weights and seed); the
@@ -546,6 +548,21 @@ ls -a '${runDir}'
     const cliPng = fs.readFileSync(png);
     expect(cliPng.equals(await grid(true)), 'the CLI grid equals the clipped sampler').to.equal(true);
     expect(cliPng.equals(await grid(false)), 'clipping changes these samples').to.equal(false);
+    // The judge's report of eval: 4 digits sampled like `sample --n 4` (DDPM, clipped), scored beside
+    // references of the same size; the JSON carries the same numbers as the library's judgeDigits.
+    const j = await run(['eval', '--run', dir, '--n', '2', '--judge', '4', '--json', '--backend', 'cpu']);
+    expect(j.code, j.stderr).to.equal(0);
+    const judged = JSON.parse(j.stdout.trim().split('\n').pop()!).judge;
+    expect([judged.samples.n, judged.references.real.n, judged.references.noise.n]).to.deep.equal([4, 4, 4]);
+    const { x0: four } = await sampleDDPM(loaded.ema!, loaded.schedule, [4, 28, 28, 1], { seed: chunkSeed(0, 0), clipX0: true });
+    const direct = await judgeDigits(four as tf.Tensor4D, { seed: 0 });
+    four.dispose();
+    expect(judged.samples.confidentShare).to.equal(direct.samples.confidentShare);
+    expect(judged.samples.fd).to.be.closeTo(direct.samples.fd, 1e-9 * direct.samples.fd);
+    const jt = await run(['eval', '--run', dir, '--n', '2', '--judge', '4', '--backend', 'cpu', '--quiet']);
+    expect(jt.stdout).to.match(/ddpm samples +4 /).and.to.match(/ref: held-out digits +4 /).and.to.match(/ref: uniform noise +4 /);
+    const one = await run(['eval', '--run', dir, '--judge', '1', '--backend', 'cpu']);
+    expect([one.code, one.stderr]).to.deep.equal([2, 'ddpm eval: --judge must be 0 (skip) or an integer in [2, 10000] (a covariance needs 2 samples), got 1\n(see: ddpm eval --help)\n']);
     images.dispose();
     loaded.dispose();
     const tooMany = await run(['sample', '--run', dir, '--n', '20000', '--out', path.join(tmp, 'many.png'), '--backend', 'cpu']);

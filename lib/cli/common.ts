@@ -9,6 +9,8 @@ import { checkerboard, gaussianMixture2d, moons, swissRoll } from '../data/toy';
 import { loadMnist } from '../data/mnist';
 import type { Denoiser, TrainableDenoiser } from '../diffusion/denoiser';
 import { deriveSeed } from '../diffusion/random';
+import type { Schedule } from '../diffusion/schedule';
+import { sampleDDIM, sampleDDPM } from '../diffusion/sampling';
 import { BACKENDS, Command, UsageError, Values, choiceValue, requireValue } from './flags';
 
 /** Where the CLI writes; tests pass their own. */
@@ -138,4 +140,44 @@ export function planChunks(n: number, perSample: number, budget: number = CHUNK_
  */
 export function chunkSeed(seed: number, c: number): number {
   return c === 0 ? seed : deriveSeed(seed, 0xc4a1, c);
+}
+
+/** How `sample` and `eval` draw samples: the sampler, its DDIM settings, the seed and the chunk size asked for. */
+export interface DrawOptions {
+  sampler: 'ddpm' | 'ddim';
+  /** DDIM steps (ignored by ddpm, which takes all T). */
+  steps: number;
+  eta: number;
+  seed: number;
+  chunk?: number;
+  /** Image runs clip x0_hat to [-1, 1] at every step, as notebook 07 does. */
+  clipX0: boolean;
+  /** Called with the steps done so far, out of plan.count * steps. */
+  onStep?: (done: number) => void;
+}
+
+/** The chunk plan of drawing n samples of shape `one` within CHUNK_BUDGET_BYTES (made before any sampling). */
+export async function planDraw(model: Denoiser, n: number, one: number[], chunk?: number): Promise<ChunkPlan> {
+  return planChunks(n, await bytesPerSample(model, one), CHUNK_BUDGET_BYTES, chunk);
+}
+
+/** n samples of shape `one`, drawn in the chunks of `plan` (chunk c seeded by chunkSeed(seed, c)); refuses non-finite values. */
+export async function drawSamples(model: Denoiser, schedule: Schedule, n: number, one: number[], plan: ChunkPlan, o: DrawOptions): Promise<Float32Array> {
+  const dim = one.reduce((a, b) => a * b, 1);
+  const stepsPerChunk = o.sampler === 'ddpm' ? schedule.T : o.steps;
+  const values = new Float32Array(n * dim);
+  for (let c = 0; c < plan.count; c++) {
+    const size = Math.min(plan.size, n - c * plan.size);
+    const opts = { seed: chunkSeed(o.seed, c), onStep: (i: { step: number }) => o.onStep?.(c * stepsPerChunk + i.step), clipX0: o.clipX0 };
+    const { x0 } =
+      o.sampler === 'ddpm'
+        ? await sampleDDPM(model, schedule, [size, ...one], opts)
+        : await sampleDDIM(model, schedule, [size, ...one], { ...opts, steps: o.steps, eta: o.eta });
+    values.set((await x0.data()) as Float32Array, c * plan.size * dim);
+    x0.dispose();
+  }
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i])) throw new Error(`the samples hold a non-finite value (${values[i]} at ${i}); the model is unusable`);
+  }
+  return values;
 }

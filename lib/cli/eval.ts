@@ -11,8 +11,10 @@ import { loadMnist } from '../data/mnist';
 import { Progress } from '../runtime/progress';
 import { deriveSeed } from '../diffusion/random';
 import { sampleDDPM } from '../diffusion/sampling';
-import { Values, checkAllValues, intValue } from './flags';
-import { CHUNK_BUDGET_BYTES, CliIO, bytesPerSample, chunkSeed, heldOutPoints, openRun, planChunks } from './common';
+import { judgeDigits, formatJudgeReport, JudgeReport } from '../data/judge';
+import type { Schedule } from '../diffusion/schedule';
+import { MAX_SAMPLE_IMAGES, UsageError, Values, checkAllValues, choiceValue, intValue, numValue } from './flags';
+import { CHUNK_BUDGET_BYTES, CliIO, DrawOptions, bytesPerSample, chunkSeed, drawSamples, heldOutPoints, openRun, planChunks, planDraw } from './common';
 import type { RunTrainSettings } from './train';
 
 /** The model, counting its calls into a progress bar (elboTerms makes one call per timestep). */
@@ -31,10 +33,21 @@ export async function cmdEval(v: Values, io: CliIO): Promise<number> {
   const seed = intValue(v, 'eval', 'seed') ?? 0;
   const nFlag = intValue(v, 'eval', 'n');
   const chunkFlag = intValue(v, 'eval', 'chunk');
+  const sampler = choiceValue<'ddpm' | 'ddim'>(v, 'eval', 'sampler') ?? 'ddpm';
+  if (sampler === 'ddpm' && (v.steps !== undefined || v.eta !== undefined)) {
+    throw new UsageError(`--${v.steps !== undefined ? 'steps' : 'eta'} is a DDIM option; add --sampler ddim (DDPM takes all T steps)`);
+  }
+  const judgeN = intValue(v, 'eval', 'judge') ?? 64;
+  if (judgeN === 1) throw new UsageError('--judge must be 0 (skip) or an integer in [2, ' + MAX_SAMPLE_IMAGES + '] (a covariance needs 2 samples), got 1');
+  const eta = numValue(v, 'eval', 'eta') ?? 0;
+  const stepsFlag = intValue(v, 'eval', 'steps');
   const { run, model, which, image } = await openRun(v, 'eval', io);
   try {
     const train = run.manifest.train as unknown as RunTrainSettings;
     const T = run.schedule.T;
+    if (stepsFlag !== undefined && stepsFlag > T) throw new UsageError(`--steps must be an integer in [1, ${T}] (the run's T), got ${stepsFlag}`);
+    const steps = sampler === 'ddpm' ? T : stepsFlag ?? Math.min(50, T);
+    if (!image && (v.judge !== undefined || v.sampler !== undefined)) throw new UsageError(`--${v.judge !== undefined ? 'judge' : 'sampler'} is for image runs; this run makes 2-D points`);
     let result: Record<string, unknown>;
     if (image) {
       const { images } = loadMnist({ split: 'test', limit: nFlag ?? 16 });
@@ -64,7 +77,9 @@ export async function cmdEval(v: Values, io: CliIO): Promise<number> {
       } finally {
         images.dispose();
       }
-      io.out.write(v.json ? `${JSON.stringify(result)}\n` : `bits/dim ${(result.bitsPerDim as number).toFixed(4)} on ${result.n} held-out digits (step ${run.manifest.step})\n`);
+      if (!v.json) io.out.write(`bits/dim ${(result.bitsPerDim as number).toFixed(4)} on ${result.n} held-out digits (step ${run.manifest.step})\n`);
+      if (judgeN >= 2) result.judge = await judgeSamples(model, run.schedule, judgeN, { sampler, steps, eta, seed, chunk: chunkFlag, clipX0: true }, v, io);
+      if (v.json) io.out.write(`${JSON.stringify(result)}\n`);
     } else {
       const n = nFlag ?? 1000;
       const bar = v.quiet ? null : new Progress('eval', T, io.out as NodeJS.WriteStream);
@@ -99,4 +114,17 @@ export async function cmdEval(v: Values, io: CliIO): Promise<number> {
   } finally {
     run.dispose();
   }
+}
+
+/** Samples n digits (memory-bounded chunks, x0_hat clipped) and prints the digit judge's table; resolves to its report. */
+async function judgeSamples(model: Denoiser, schedule: Schedule, n: number, o: DrawOptions, v: Values, io: CliIO): Promise<JudgeReport> {
+  const one = [28, 28, 1];
+  const plan = await planDraw(model, n, one, o.chunk);
+  const stepsPerChunk = o.sampler === 'ddpm' ? schedule.T : o.steps;
+  if (!v.json) io.out.write(`the digit judge: sampling ${n} digits with ${o.sampler} (${stepsPerChunk} steps)${plan.count > 1 ? ` in ${plan.count} batches of ${plan.size}` : ''}\n`);
+  const bar = v.quiet ? null : new Progress('judge', stepsPerChunk * plan.count, io.out as NodeJS.WriteStream);
+  const images = await drawSamples(model, schedule, n, one, plan, { ...o, onStep: (done) => bar?.update(done) });
+  const report = await judgeDigits(images, { seed: o.seed });
+  if (!v.json) io.out.write(`${formatJudgeReport(report, `${o.sampler} samples`)}\n`);
+  return report;
 }

@@ -69,10 +69,11 @@ export const FLAGS: readonly FlagRow[] = [
   { name: 'out', commands: ['sample'], kind: { type: 'string' }, arg: 'FILE', help: '.png (image runs: a grid), .csv or .json (2-D runs) (required); checked before sampling' },
   { name: 'n', commands: ['sample'], kind: { type: 'int', lo: 1, hi: MAX_SAMPLE_POINTS }, arg: 'N', help: `how many samples: 1..${MAX_SAMPLE_IMAGES} images (default 16) or 1..${MAX_SAMPLE_POINTS} 2-D points (default 1000)` },
   { name: 'chunk', commands: ['sample', 'eval'], kind: { type: 'int', lo: 1, hi: MAX_SAMPLE_POINTS }, arg: 'K', help: 'samples per batch; default: the largest power of two that fits in 256 MiB of tensors (the results depend on K)' },
-  { name: 'sampler', commands: ['sample'], kind: { type: 'choice', choices: ['ddpm', 'ddim'] }, arg: 'NAME', help: 'ddpm (T steps) or ddim; default ddpm' },
-  { name: 'steps', commands: ['sample'], kind: { type: 'int', lo: 1 }, arg: 'K', help: 'DDIM steps in [1, T]; default 50 (ddim only)' },
-  { name: 'eta', commands: ['sample'], kind: { type: 'number', lo: 0, hi: 1, range: 'in [0, 1]' }, arg: 'E', help: "DDIM's eta in [0, 1] (0 deterministic, 1 DDPM's variance); default 0 (ddim only)" },
+  { name: 'sampler', commands: ['sample', 'eval'], kind: { type: 'choice', choices: ['ddpm', 'ddim'] }, arg: 'NAME', help: 'ddpm (T steps) or ddim; default ddpm (eval: the sampler of the judged digits)' },
+  { name: 'steps', commands: ['sample', 'eval'], kind: { type: 'int', lo: 1 }, arg: 'K', help: 'DDIM steps in [1, T]; default 50 (ddim only)' },
+  { name: 'eta', commands: ['sample', 'eval'], kind: { type: 'number', lo: 0, hi: 1, range: 'in [0, 1]' }, arg: 'E', help: "DDIM's eta in [0, 1] (0 deterministic, 1 DDPM's variance); default 0 (ddim only)" },
   { name: 'n', commands: ['eval'], kind: { type: 'int', lo: 2, hi: 100000 }, arg: 'N', help: 'held-out digits (default 16) or 2-D samples (default 1000), in [2, 100000]' },
+  { name: 'judge', commands: ['eval'], kind: { type: 'int', lo: 0, hi: MAX_SAMPLE_IMAGES }, arg: 'N', help: `mnist runs: digits sampled and scored by the digit judge (confident share, classes, Fréchet distance, beside references), in [0, ${MAX_SAMPLE_IMAGES}]; 0 skips; default 64` },
   { name: 'seed', commands: ['sample', 'eval'], kind: { type: 'int', lo: 0, hi: SEED_MAX }, arg: 'S', help: 'seed of the noise; default 0' },
   { name: 'weights', commands: ['sample', 'eval'], kind: { type: 'choice', choices: ['ema', 'model'] }, arg: 'W', help: 'ema or model; default ema when the run keeps one' },
   { name: 'json', commands: ['eval', 'info'], kind: { type: 'boolean' }, help: 'print the result as JSON' },
@@ -217,7 +218,8 @@ const USAGE: Record<Command, string> = {
   sample: 'usage: ddpm sample --run RUN_DIR --out FILE [options]',
   eval: `usage: ddpm eval --run RUN_DIR [options]
 
-  mnist runs: bits/dim (the discretised ELBO, T model evaluations) on held-out digits;
+  mnist runs: bits/dim (the discretised ELBO, T model evaluations) on held-out digits, then --judge
+  digits sampled (--sampler) and scored by the digit judge beside its references;
   2-D runs: energy distance of DDPM samples to fresh data, with two references for scale.`,
   info: `usage: ddpm info --run RUN_DIR [--json]
 

@@ -6,10 +6,9 @@
 import * as path from 'path';
 import { imageGridPng } from '../data/image';
 import { Progress } from '../runtime/progress';
-import { sampleDDIM, sampleDDPM } from '../diffusion/sampling';
 import { checkWritableFile, formatBytes, writeFileAtomic } from '../runtime/files';
 import { MAX_SAMPLE_IMAGES, UsageError, Values, checkAllValues, choiceValue, intValue, numValue, requireValue } from './flags';
-import { CHUNK_BUDGET_BYTES, CliIO, bytesPerSample, chunkSeed, openRun, planChunks } from './common';
+import { CliIO, drawSamples, openRun, planDraw } from './common';
 
 /** `ddpm sample`: resolves to 0 after writing --out. */
 export async function cmdSample(v: Values, io: CliIO): Promise<number> {
@@ -41,26 +40,16 @@ export async function cmdSample(v: Values, io: CliIO): Promise<number> {
     const n = nFlag ?? (image ? 16 : 1000);
     const cfg = run.manifest.model.config as { imageSize?: number; channels?: number };
     const one = image ? [cfg.imageSize ?? 28, cfg.imageSize ?? 28, cfg.channels ?? 1] : [2];
-    const dim = one.reduce((a, b) => a * b, 1);
     const steps = sampler === 'ddpm' ? T : stepsFlag ?? Math.min(50, T);
-    const plan = planChunks(n, await bytesPerSample(model, one), CHUNK_BUDGET_BYTES, chunkFlag);
+    const plan = await planDraw(model, n, one, chunkFlag);
     io.out.write(
       `sampling ${n} with ${sampler} (${steps} steps) from the ${which} weights of ${run.dir} (step ${run.manifest.step}), ` +
         `${plan.count === 1 ? 'one batch' : `${plan.count} batches of ${plan.size}`} (about ${formatBytes(plan.bytesPerChunk)} of tensors each)\n`,
     );
     const bar = v.quiet ? null : new Progress('sample', steps * plan.count, io.out as NodeJS.WriteStream);
-    const values = new Float32Array(n * dim);
-    for (let c = 0; c < plan.count; c++) {
-      const size = Math.min(plan.size, n - c * plan.size);
-      const onStep = (i: { step: number }) => bar?.update(c * steps + i.step);
-      const opts = { seed: chunkSeed(seed, c), onStep, clipX0: image };
-      const { x0 } = sampler === 'ddpm' ? await sampleDDPM(model, run.schedule, [size, ...one], opts) : await sampleDDIM(model, run.schedule, [size, ...one], { ...opts, steps, eta });
-      values.set((await x0.data()) as Float32Array, c * plan.size * dim);
-      x0.dispose();
-    }
-    for (let i = 0; i < values.length; i++) {
-      if (!Number.isFinite(values[i])) throw new Error(`the samples hold a non-finite value (${values[i]} at ${i}); the model at step ${run.manifest.step} is unusable`);
-    }
+    const values = await drawSamples(model, run.schedule, n, one, plan, { sampler, steps, eta, seed, clipX0: image, onStep: (done) => bar?.update(done) }).catch((e: Error) => {
+      throw new Error(`${e.message} (step ${run.manifest.step})`);
+    });
     const write = (data: string | Uint8Array) => {
       try {
         writeFileAtomic(out, data, { mkdir: false });

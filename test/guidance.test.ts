@@ -5,6 +5,8 @@ import {
   UNetDenoiser,
   UNetDenoiserConfig,
   conditionalTrainStep,
+  loadRun,
+  saveCheckpoint,
   dropClassLabels,
   gaussianOptimalEps,
   guidedDenoiser,
@@ -15,7 +17,10 @@ import {
   sampleDDPM,
 } from '../lib';
 import type { ConditionalDenoiser } from '../lib';
-import { expectClose, expectNoLeak, take } from './support';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { expectClose, expectNoLeak, expectRejects, take } from './support';
 
 /** log N(x; mu, C) for 2x2 C, in float64. */
 function logN2(x: number[], mu: number[], C: number[][]): number {
@@ -249,6 +254,8 @@ describe('the class-conditional U-Net', () => {
       const before = Array.from(table.dataSync());
       const tensorsBefore = tf.memory().numTensors;
       const opt = tf.train.adam(1e-2);
+      await expectRejects(() => conditionalTrainStep(m, opt, s, x0, [2, 5], { pUncond }), /labels must have one class per example \(6\), got 2/);
+      await expectRejects(() => conditionalTrainStep(m, opt, s, x0, [2, 5, 2, 5, 2, 11], { pUncond }), /labels\[5\] must be an integer in \[0, 9\], got 11/);
       const r = await conditionalTrainStep(m, opt, s, x0, [2, 5, 2, 5, 2, 2], { pUncond, seed: 1 });
       opt.dispose(); // Adam's two moment slots per weight are its state, not a leak
       expect(tf.memory().numTensors, 'tensors left by the step besides the optimizer state').to.equal(tensorsBefore);
@@ -262,5 +269,21 @@ describe('the class-conditional U-Net', () => {
       m.dispose();
     }
     x0.dispose();
+  });
+
+  it('a checkpoint of a conditional U-Net records numClasses and the null class, and loads into the same conditional model', async () => {
+    const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-guidance-')), 'run');
+    const m = new UNetDenoiser({ ...TINY, numClasses: 10 });
+    await saveCheckpoint(dir, { model: m, ema: null, optimizer: null, schedule: s, step: 0, seed: 0, rngState: { rng: [1, 2, 3, 4, 0], samplerOrder: Int32Array.from([0]), samplerPos: 0 }, losses: new Float32Array(0), skipped: 0, train: {} });
+    const run = await loadRun(dir);
+    expect(run.manifest.model.config).to.include({ numClasses: 10, nullClass: 10 });
+    const loaded = run.model as UNetDenoiser;
+    expect([loaded.numClasses, loaded.nullClass]).to.deep.equal([10, 10]);
+    const x = img();
+    expect(Array.from(take(loaded.predictEps(x, 4, 6)))).to.deep.equal(Array.from(take(m.predictEps(x, 4, 6))));
+    x.dispose();
+    run.dispose();
+    m.dispose();
+    fs.rmSync(path.dirname(dir), { recursive: true, force: true });
   });
 });

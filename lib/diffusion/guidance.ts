@@ -131,7 +131,8 @@ export interface ConditionalStepResult {
 
 /**
  * One classifier-free-guidance training step: labels dropped to the null class with probability
- * pUncond (default 0.1), the conditional simple loss, one optimizer update of the model's weights.
+ * pUncond (default 0.1), the conditional simple loss, one optimizer update of the model's weights
+ * (none, and an Error, when the loss is not finite).
  */
 export async function conditionalTrainStep(
   model: ConditionalDenoiser & TrainableDenoiser,
@@ -148,13 +149,21 @@ export async function conditionalTrainStep(
   checkNumber('seed', seed, -(2 ** 53), 2 ** 53);
   const dropped = dropClassLabels(labels, model.numClasses, opts.pUncond ?? 0.1, new Rng(seed));
   const c = tf.tensor1d(dropped, 'int32');
+  let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
   try {
-    const lossValue = optimizer.minimize(() => conditionalSimpleLoss(model, s, x0, c, { seed }), true, model.trainableVariables);
-    const loss = (await lossValue!.data())[0];
-    lossValue!.dispose();
-    if (!Number.isFinite(loss)) throw new Error(`the conditional loss is not finite (${loss}); the update was applied`);
+    result = tf.variableGrads(() => conditionalSimpleLoss(model, s, x0, c, { seed }), model.trainableVariables);
+  } catch (e) {
+    c.dispose();
+    throw e;
+  }
+  const { value, grads } = result;
+  try {
+    const loss = (await value.data())[0];
+    // Read before the update, so that a NaN batch never reaches the weights.
+    if (!Number.isFinite(loss)) throw new Error(`the conditional loss is not finite (${loss}); no update was applied`);
+    optimizer.applyGradients(grads);
     return { loss, labels: dropped };
   } finally {
-    c.dispose();
+    tf.dispose([c, value, ...Object.values(grads)]);
   }
 }

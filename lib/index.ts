@@ -41,6 +41,18 @@ export {
   sampleLoop,
 } from './diffusion/sampling';
 export { GaussianOptimalEps, MixtureOptimalEps, gaussianOptimalEps, mixtureOptimalEps } from './diffusion/optimal';
+export {
+  ClassLabel,
+  ConditionalDenoiser,
+  GuidedDenoiser,
+  ConditionalStepResult,
+  isConditional,
+  checkClassLabel,
+  guidedDenoiser,
+  dropClassLabels,
+  conditionalSimpleLoss,
+  conditionalTrainStep,
+} from './diffusion/guidance';
 export { TrainOptions, TrainProgress, TrainResult, train, BatchSampler } from './training/train';
 export * from './runtime/backend';
 export * from './data/toy';

@@ -14,4 +14,5 @@ export * from './elbo';
 export * from './loss';
 export * from './sampling';
 export * from './optimal';
+export * from './guidance';
 export * from './linalg';

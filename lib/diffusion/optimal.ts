@@ -3,10 +3,13 @@
  * x0 ~ N(m, S), x_t ~ N(sqrt(abar_t) m, abar_t S + (1 - abar_t) I) and
  * eps*(x_t, t) = sqrt(1 - abar_t) (abar_t S + (1 - abar_t) I)^{-1} (x_t - sqrt(abar_t) m);
  * for a mixture, the posterior-weighted mixture of the components' eps*. They are usable wherever a
- * model is. Notebooks: 02_elbo, 05_training_2d, 06_generation.
+ * model is. A mixture is also a conditional denoiser, each component a class, with the exact
+ * eps*(x_t, t | c) and class posterior q_t(c | x_t) of docs/equations.md#guidance.
+ * Notebooks: 02_elbo, 05_training_2d, 06_generation, 08_guidance.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Denoiser } from './denoiser';
+import { ClassLabel, ConditionalDenoiser, checkClassLabel } from './guidance';
 import { validateMixtureSpec } from '../data/toy';
 import { invertSpd, logDetSpd } from './linalg';
 import { Schedule, Timestep, checkTimestep } from './schedule';
@@ -103,9 +106,15 @@ export function gaussianOptimalEps(mean: number[], cov: number[][], s: Schedule)
 /**
  * eps* for a Gaussian mixture sum_k w_k N(m_k, S_k): sum_k r_k(x_t) eps*_k(x_t, t), with the
  * responsibilities r_k proportional to w_k N(x_t; sqrt(abar_t) m_k, abar_t S_k + (1 - abar_t) I).
+ * As a conditional denoiser (class k = component k, null class K), eps*(x_t, t | k) = eps*_k(x_t, t)
+ * and r_k(x_t) = q_t(k | x_t), the exact class posterior.
  */
-export class MixtureOptimalEps implements Denoiser {
+export class MixtureOptimalEps implements ConditionalDenoiser {
   readonly D: number;
+  /** The number of components K, each one class. */
+  readonly numClasses: number;
+  /** K: the label of the unconditional (whole-mixture) prediction. */
+  readonly nullClass: number;
   private readonly components: GaussianTables[];
 
   constructor(
@@ -116,26 +125,53 @@ export class MixtureOptimalEps implements Denoiser {
   ) {
     this.D = validateMixtureSpec({ weights, means, covs });
     this.components = means.map((m, k) => new GaussianTables(schedule, m, covs[k], `component ${k} `));
+    this.numClasses = means.length;
+    this.nullClass = means.length;
   }
 
-  predictEps(xt: tf.Tensor, t: Timestep): tf.Tensor {
-    checkInput(this.schedule, this.D, xt, t);
+  /** The components' log-weights plus log-densities of x_t (up to one shared constant) and their eps*, [batch] and [batch, D] each. */
+  private parts(x: tf.Tensor2D, t: Timestep): { logits: tf.Tensor[]; epsK: tf.Tensor[] } {
     const D = this.D;
-    const x = xt as tf.Tensor2D;
-    return tf.tidy(() => {
-      const logits: tf.Tensor[] = [];
-      const epsK: tf.Tensor[] = [];
-      this.components.forEach((c, k) => {
-        const diff = x.sub(GaussianTables.gather(c.meanT, t, [D])) as tf.Tensor2D;
-        const Pd = rowTimesMatrix(diff, GaussianTables.gather(c.precision, t, [D, D]));
-        const maha = diff.mul(Pd).sum(1);
-        const logDet = GaussianTables.gather(c.logDet, t, []);
-        logits.push(maha.add(logDet).mul(-0.5).add(Math.log(this.weights[k])));
-        epsK.push(rowTimesMatrix(diff, GaussianTables.gather(c.epsMatrix, t, [D, D])));
-      });
-      const r = tf.softmax(tf.stack(logits, 1), 1); // [batch, K]
-      return tf.stack(epsK, 1).mul(r.expandDims(2)).sum(1); // [batch, D]
+    const logits: tf.Tensor[] = [];
+    const epsK: tf.Tensor[] = [];
+    this.components.forEach((c, k) => {
+      const diff = x.sub(GaussianTables.gather(c.meanT, t, [D])) as tf.Tensor2D;
+      const Pd = rowTimesMatrix(diff, GaussianTables.gather(c.precision, t, [D, D]));
+      const maha = diff.mul(Pd).sum(1);
+      const logDet = GaussianTables.gather(c.logDet, t, []);
+      logits.push(maha.add(logDet).mul(-0.5).add(Math.log(this.weights[k])));
+      epsK.push(rowTimesMatrix(diff, GaussianTables.gather(c.epsMatrix, t, [D, D])));
     });
+    return { logits, epsK };
+  }
+
+  /**
+   * eps*(x_t, t) of the whole mixture; with a class c (a number or an int32 [batch] tensor) the
+   * exact conditional eps*(x_t, t | c), which for c = k is component k's eps*; c = nullClass is the mixture's.
+   */
+  predictEps(xt: tf.Tensor, t: Timestep, c?: ClassLabel): tf.Tensor {
+    checkInput(this.schedule, this.D, xt, t);
+    if (c !== undefined) checkClassLabel(c, this.numClasses, this.nullClass, xt.shape[0]);
+    const x = xt as tf.Tensor2D;
+    if (typeof c === 'number' && c !== this.nullClass) {
+      const comp = this.components[c];
+      return tf.tidy(() => rowTimesMatrix(x.sub(GaussianTables.gather(comp.meanT, t, [this.D])) as tf.Tensor2D, GaussianTables.gather(comp.epsMatrix, t, [this.D, this.D])));
+    }
+    return tf.tidy(() => {
+      const { logits, epsK } = this.parts(x, t);
+      const r = tf.softmax(tf.stack(logits, 1), 1); // [batch, K]
+      const mixture = tf.stack(epsK, 1).mul(r.expandDims(2)).sum(1); // [batch, D]
+      if (c === undefined || typeof c === 'number') return mixture;
+      // Per-example classes: the K components' eps* and the mixture's as K + 1 rows, one picked per example.
+      const all = tf.concat([tf.stack(epsK, 1), mixture.expandDims(1)], 1); // [batch, K + 1, D]
+      return all.mul(tf.oneHot(c, this.numClasses + 1).expandDims(2)).sum(1);
+    });
+  }
+
+  /** The exact class posterior q_t(k | x_t) = w_k q_t(x_t | k) / q_t(x_t), shape [batch, K] (a softmax of float32 log-terms). */
+  classPosterior(xt: tf.Tensor, t: Timestep): tf.Tensor2D {
+    checkInput(this.schedule, this.D, xt, t);
+    return tf.tidy(() => tf.softmax(tf.stack(this.parts(xt as tf.Tensor2D, t).logits, 1), 1) as tf.Tensor2D);
   }
 }
 

@@ -3,10 +3,13 @@
  * 2020, after PixelCNN++), scaled down for 28x28 images. Residual blocks with GroupNorm, SiLU and a
  * per-channel bias from the time embedding; stride-2 convs down, nearest-neighbour + conv up; the
  * down path's activations concatenated into the up path; single-head self-attention at the lowest
- * resolution. No dropout. Notebook: 07_mnist.
+ * resolution. No dropout. With numClasses it is class-conditional (docs/equations.md#guidance): a
+ * learned class embedding is added to the time embedding, and the null class numClasses means "no
+ * class". Notebooks: 07_mnist, 08_guidance.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TrainableDenoiser } from '../diffusion/denoiser';
+import { ClassLabel, ConditionalDenoiser, checkClassLabel } from '../diffusion/guidance';
 import type { Timestep } from '../diffusion/schedule';
 import { checkInteger } from '../diffusion/validate';
 import { checkModelTimestep, timestepEmbedding } from './embedding';
@@ -36,6 +39,14 @@ export type UNetDenoiserConfig = {
   zeroInitOutput: boolean;
   /** Every weight is drawn from a seed derived from this one. */
   seed: number;
+  /**
+   * Class-conditional with this many classes (0 .. numClasses - 1) when set and >= 1: a learned
+   * embedding row per class, plus one for the null class, is added to the time embedding. Left out
+   * (or 0), the model is unconditional and exactly the model it was without the option.
+   */
+  numClasses?: number;
+  /** The label meaning "no class"; it must be numClasses (the default), recorded so that checkpoints carry it. */
+  nullClass?: number;
 };
 
 const UNET_DEFAULTS: UNetDenoiserConfig = {
@@ -95,8 +106,13 @@ function selfAttention(x: tf.Tensor4D, p: AttentionParams, groups: number): tf.T
 }
 
 /** eps_theta for images of shape [batch, imageSize, imageSize, channels] (NHWC): DDPM's U-Net. */
-export class UNetDenoiser implements TrainableDenoiser {
+export class UNetDenoiser implements TrainableDenoiser, ConditionalDenoiser {
   readonly config: UNetDenoiserConfig;
+  /** The class count (0: unconditional) and the null class (numClasses; -1 when unconditional). */
+  readonly numClasses: number;
+  readonly nullClass: number;
+  /** [numClasses + 1, 4 * baseChannels]: row c is added to the time embedding for class c (row numClasses: the null class). */
+  private readonly classEmbedding?: tf.Variable;
   readonly trainableVariables: tf.Variable[];
   /** One dotted name per trainable variable, in the same order. */
   readonly variableNames: string[];
@@ -170,13 +186,25 @@ export class UNetDenoiser implements TrainableDenoiser {
     }
     this.outNorm = p.norm('out.norm', C);
     this.convOut = p.conv('out.conv', 3, C, c.channels, residualOutInit);
+    // Made last, so an unconditional model's variables and their seeds are those it always had.
+    this.numClasses = c.numClasses ?? 0;
+    this.nullClass = this.numClasses > 0 ? this.numClasses : -1;
+    if (this.numClasses > 0) {
+      const shape = [this.numClasses + 1, 4 * c.baseChannels];
+      // N(0, 1) rows, like torch.nn.Embedding: at initialisation each class already moves the output.
+      this.classEmbedding = p.variable('classEmbedding', shape, (seed) => tf.randomNormal(shape, 0, 1, 'float32', seed));
+    }
     p.finish();
     this.trainableVariables = p.variables;
     this.variableNames = p.names;
   }
 
-  /** eps_theta(x_t, t) for x_t of shape [batch, imageSize, imageSize, channels]; t is one number or an int32 tensor [batch]. */
-  predictEps(xt: tf.Tensor, t: Timestep): tf.Tensor4D {
+  /**
+   * eps_theta(x_t, t) for x_t of shape [batch, imageSize, imageSize, channels]; t is one number or an
+   * int32 tensor [batch]. A conditional model takes a class c (a number or an int32 [batch] tensor;
+   * left out or nullClass: unconditional); an unconditional model refuses one.
+   */
+  predictEps(xt: tf.Tensor, t: Timestep, c?: ClassLabel): tf.Tensor4D {
     const { imageSize: S, channels, groups } = this.config;
     const ok = xt instanceof tf.Tensor && xt.rank === 4 && xt.shape[1] === S && xt.shape[2] === S && xt.shape[3] === channels;
     if (!ok) {
@@ -185,9 +213,18 @@ export class UNetDenoiser implements TrainableDenoiser {
     const batch = xt.shape[0];
     checkInteger('xt batch size', batch, 1);
     checkModelTimestep(t, batch);
+    if (c !== undefined) {
+      if (!this.classEmbedding) throw new Error(`c must be left out: this U-Net is unconditional (numClasses 0), got class ${c instanceof tf.Tensor ? `tensor [${c.shape}]` : String(c)}`);
+      checkClassLabel(c, this.numClasses, this.nullClass, batch);
+    }
     return tf.tidy(() => {
       const sinusoid = timestepEmbedding(t, batch, this.config.baseChannels);
-      const timeEmb = dense(silu(dense(sinusoid, this.timeMlp[0])), this.timeMlp[1]);
+      let timeEmb = dense(silu(dense(sinusoid, this.timeMlp[0])), this.timeMlp[1]);
+      if (this.classEmbedding) {
+        const label = c ?? this.nullClass;
+        const rows = typeof label === 'number' ? tf.gather(this.classEmbedding, [label]) : tf.gather(this.classEmbedding, label);
+        timeEmb = tf.add(timeEmb, rows) as tf.Tensor2D;
+      }
 
       let h = conv2d(tf.cast(xt, 'float32') as tf.Tensor4D, this.convIn);
       const skips: tf.Tensor4D[] = [h];
@@ -256,5 +293,11 @@ function checkUNetConfig(c: UNetDenoiserConfig): UNetDenoiserConfig {
   if (typeof c.attention !== 'boolean') throw new Error(`attention must be true or false, got ${String(c.attention)}`);
   if (typeof c.zeroInitOutput !== 'boolean') throw new Error(`zeroInitOutput must be true or false, got ${String(c.zeroInitOutput)}`);
   checkInteger('seed', c.seed, 0);
+  if (c.numClasses !== undefined) checkInteger('numClasses', c.numClasses, 0);
+  if (c.nullClass !== undefined) {
+    if (!c.numClasses) throw new Error(`nullClass needs numClasses >= 1 (a conditional model), got nullClass ${String(c.nullClass)} with numClasses ${String(c.numClasses)}`);
+    checkInteger('nullClass', c.nullClass, c.numClasses, c.numClasses);
+  }
+  if (c.numClasses) c = { ...c, nullClass: c.numClasses };
   return Object.freeze({ ...c, channelMults: Object.freeze([...c.channelMults]) as number[] });
 }

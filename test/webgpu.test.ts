@@ -9,7 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { MlpDenoiser, UNetDenoiser, elboTerms, gaussianMixture2d, linearSchedule, sampleDDPM, train, useBestBackend } from '../lib';
+import { FusedAdam, MlpDenoiser, UNetDenoiser, backendInfo, elboTerms, gaussianMixture2d, linearSchedule, sampleDDPM, train, useBestBackend } from '../lib';
+import { ADAM_UPDATE, adamVariablesPerDispatch, countDispatches, registerWebgpuKernels } from '../lib/runtime/kernels';
 import { sumTensors } from '../lib/diffusion/validate';
 import { expectClose, useCpu } from './support';
 
@@ -55,6 +56,37 @@ async function unetTraining(): Promise<{ losses: number[]; weights: number[][]; 
   images.dispose();
   model.dispose();
   return { losses: Array.from(losses), weights: w, names };
+}
+
+/** Deterministic values in [-1.5, 1.5] that depend on no backend's RNG. */
+function values(n: number, seed: number): Float32Array {
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = Math.sin((i + 1) * 12.9898 * seed + seed) * 1.5;
+  return v;
+}
+
+// 10 variables: more than one dispatch's worth at any limit up to 20 storage buffers, a remainder
+// group, sizes 1 and odd, and one of 1.1M elements, more than the 4096 x 256 threads of one
+// dispatch (the shader's grid-stride loop).
+const ADAM_SHAPES = [[5, 4], [4], [1], [300], [3, 3, 2, 7], [1100000], [17], [2, 9], [64, 3], [5]];
+
+/**
+ * `steps` Adam steps from fixed weights with a fixed gradient sequence that does not depend on the
+ * weights, so that two backends see the same gradients and differ only in the update arithmetic.
+ */
+async function adamRun(makeOptimizer: () => tf.Optimizer, steps: number): Promise<number[][]> {
+  const vars = tf.tidy(() => ADAM_SHAPES.map((shape, i) => tf.variable(tf.tensor(values(shape.reduce((a, b) => a * b, 1), i + 1), shape))));
+  const optimizer = makeOptimizer();
+  for (let step = 1; step <= steps; step++) {
+    tf.tidy(() => {
+      const grads = vars.map((v, i) => ({ name: v.name, tensor: tf.tensor(values(v.size, 100 * step + i + 0.5), v.shape) }));
+      optimizer.applyGradients(grads);
+    });
+  }
+  const out = (await Promise.all(vars.map((v) => v.data()))).map((d) => Array.from(d as Float32Array));
+  optimizer.dispose();
+  tf.dispose(vars);
+  return out;
 }
 
 /** Max |a - b| and the index where it is reached (for the failure message and the note). */
@@ -156,5 +188,68 @@ describe('the library on webgpu (Dawn)', function () {
     const total = sumTensors(xs);
     expect(Array.from(await total.data())).to.deep.equal([78, 78, 78, 78, 78]);
     tf.dispose([...xs, total]);
+  });
+
+  it('the webgpu Adam kernel (FusedAdam) gives tf.train.adam-on-cpu weights over 20 steps, in ceil(n / k) dispatches, leaving nothing behind', async function () {
+    requireAdapter(this);
+    await useCpu();
+    const expected = await adamRun(() => tf.train.adam(0.01), 20);
+    await useBestBackend({ prefer: 'webgpu' });
+    expect(tf.getKernel(ADAM_UPDATE, 'webgpu'), 'the Adam kernel on webgpu').to.not.equal(undefined);
+    const tensors = tf.memory().numTensors;
+    const buffers = tf.backend().numDataIds();
+    const actual = await adamRun(() => new FusedAdam(0.01), 20);
+    expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
+    expect(tf.backend().numDataIds(), 'backend buffers left behind').to.equal(buffers);
+    // The same float32 formula in a different order (bias corrections folded differently, WGSL's
+    // sqrt and division within 2.5 ulp). Weights stay below 2 in magnitude (start <= 1.5, 20 steps
+    // of at most lr = 0.01), where one ulp is 1.2e-7; each step rounds w - update once on each side,
+    // and the update itself (<= 0.01) differs by a few ulp of 0.01 (~1e-9). 20 steps x 1.2e-7 =
+    // 2.4e-6 in the worst case, so 4e-6; a wrong moment, bias correction or variable slot moves a
+    // weight by up to lr = 1e-2 in one step.
+    expected.forEach((e, i) => expectClose(actual[i], e, 4e-6, 0, `variable ${i} [${ADAM_SHAPES[i]}] after 20 steps`));
+
+    // One step's dispatches: the kernel's groups of k variables, against the tensor-op path.
+    const k = adamVariablesPerDispatch((tf.backend() as unknown as { device: { limits: Record<string, number> } }).device.limits);
+    const oneStep = async () => {
+      // tf.fill runs on the GPU: weights and gradients start in GPU buffers, as in training
+      // (tensors made from JavaScript arrays may be computed on the CPU by tfjs-backend-webgpu).
+      const v = tf.tidy(() => ADAM_SHAPES.map((shape) => tf.variable(tf.fill(shape, 0.5))));
+      const opt = new FusedAdam(0.01);
+      const grads = v.map((x) => ({ name: x.name, tensor: tf.fill(x.shape, 1) }));
+      await Promise.all(grads.map((g) => g.tensor.data()));
+      const { dispatches } = await countDispatches(async () => {
+        opt.applyGradients(grads);
+        await v[0].data();
+      });
+      opt.dispose();
+      tf.dispose([...v, ...grads.map((g) => g.tensor)]);
+      return dispatches;
+    };
+    const fused = await oneStep();
+    tf.unregisterKernel(ADAM_UPDATE, 'webgpu');
+    let ops: number;
+    try {
+      ops = await oneStep();
+    } finally {
+      registerWebgpuKernels();
+    }
+    expect(fused, `dispatches of one fused Adam step (k = ${k})`).to.equal(Math.ceil(ADAM_SHAPES.length / k));
+    expect(fused, 'fused vs tensor-op Adam dispatches').to.be.below(ops);
+    console.log(`      Adam step of ${ADAM_SHAPES.length} variables: ${fused} dispatches (k = ${k}), ${ops} as tensor ops`);
+  });
+
+  it('asks the adapter for its storage-buffer and binding limits instead of the WebGPU defaults', async function () {
+    requireAdapter(this);
+    await useBestBackend({ prefer: 'webgpu' });
+    const device = (tf.backend() as unknown as { device: { limits: Record<string, number> } }).device;
+    // The adapter itself, asked independently of the backend.
+    const adapter = await (globalThis as unknown as { navigator: { gpu: { requestAdapter(o: object): Promise<{ limits: Record<string, number> }> } } }).navigator.gpu.requestAdapter({
+      powerPreference: 'high-performance',
+    });
+    for (const name of ['maxStorageBuffersPerShaderStage', 'maxBindingsPerBindGroup', 'maxStorageBufferBindingSize', 'maxComputeWorkgroupSizeX']) {
+      expect(device.limits[name], `device.limits.${name}`).to.equal(adapter.limits[name]);
+    }
+    expect(backendInfo().webgpu?.limits?.maxStorageBuffersPerShaderStage, 'backendInfo().webgpu.limits').to.equal(adapter.limits.maxStorageBuffersPerShaderStage);
   });
 });

@@ -27,6 +27,7 @@ import * as tf from '@tensorflow/tfjs';
 import { PNG } from 'pngjs';
 import {
   ADAM_UPDATE,
+  GROUP_NORM,
   UNetDenoiser,
   backendInfo,
   countDispatches,
@@ -130,7 +131,7 @@ function lossPng(losses: number[]): Buffer {
 
 /**
  * Dispatches of one train() step (fused Adam kernel, then Adam as tensor ops for comparison) and of
- * one sampling step, on a throwaway copy of the model so that training starts from the seed.
+ * one sampling step (fused GroupNorm, then as tensor ops), on a throwaway copy of the model so that training starts from the seed.
  */
 async function dispatchCounts(model: UNetDenoiser, data: tf.Tensor, s: Settings): Promise<Record<string, unknown>> {
   const probe = model.clone();
@@ -148,16 +149,27 @@ async function dispatchCounts(model: UNetDenoiser, data: tf.Tensor, s: Settings)
     registerKernels();
   }
   const x = tf.randomNormal([s.samples, 28, 28, 1], 0, 1, 'float32', 3);
-  const { dispatches: sampling } = await countDispatches(async () => {
-    const { x0 } = await sampleDDPM(probe, sched, [s.samples, 28, 28, 1], { seed: 1, xT: x });
-    await x0.data();
-    x0.dispose();
-  });
+  const sample = async () =>
+    (
+      await countDispatches(async () => {
+        const { x0 } = await sampleDDPM(probe, sched, [s.samples, 28, 28, 1], { seed: 1, xT: x });
+        await x0.data();
+        x0.dispose();
+      })
+    ).dispatches / sched.T;
+  const sampling = await sample();
+  tf.unregisterKernel(GROUP_NORM, tf.getBackend());
+  let samplingOps: number;
+  try {
+    samplingOps = await sample();
+  } finally {
+    registerKernels();
+  }
   tf.dispose([x, batch]);
   probe.dispose();
   return {
     trainStep: { fusedAdam: fused, tensorOpAdam: tensorOps },
-    samplingStep: sampling / sched.T,
+    samplingStep: { fusedGroupNorm: sampling, tensorOpGroupNorm: samplingOps },
     note: `one train() step at batch ${s.batch} (loss read back once, as train() does every progressEvery steps); sampling: ${sched.T} DDPM steps of ${s.samples} images, per step`,
   };
 }

@@ -38,7 +38,7 @@ export * from './data/mnist';
 export * from './data/metrics';
 export * from './diffusion/linalg';
 export * from './models';
-export { ADAM_UPDATE, registerKernels, registerWasmKernels, countDispatches, adamVariablesPerDispatch } from './runtime/kernels';
+export { ADAM_UPDATE, GROUP_NORM, registerKernels, registerWasmKernels, countDispatches, adamVariablesPerDispatch } from './runtime/kernels';
 export { imageGridPng } from './data/image';
 export { FusedAdam } from './training/optim';
 export { Progress, formatDuration } from './runtime/progress';

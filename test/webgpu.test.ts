@@ -10,7 +10,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { FusedAdam, MlpDenoiser, UNetDenoiser, backendInfo, elboTerms, gaussianMixture2d, linearSchedule, sampleDDPM, train, useBestBackend } from '../lib';
-import { ADAM_UPDATE, adamVariablesPerDispatch, countDispatches, registerWebgpuKernels } from '../lib/runtime/kernels';
+import { ADAM_UPDATE, GROUP_NORM, adamVariablesPerDispatch, countDispatches, registerGroupNormKernel, registerWebgpuKernels } from '../lib/runtime/kernels';
+import { groupNormAct } from '../lib/models/layers';
 import { sumTensors } from '../lib/diffusion/validate';
 import { expectClose, useCpu } from './support';
 
@@ -87,6 +88,31 @@ async function adamRun(makeOptimizer: () => tf.Optimizer, steps: number): Promis
   optimizer.dispose();
   tf.dispose(vars);
   return out;
+}
+
+/** act(GroupNorm(x + bias)) in float64, plain loops: the independent reference of the fused kernel. */
+function groupNormReference(x: Float32Array, shape: number[], gamma: Float32Array, beta: Float32Array, groups: number, silu: boolean, bias?: Float32Array): Float64Array {
+  const [B, H, W, C] = shape;
+  const cpg = C / groups;
+  const y = new Float64Array(x.length);
+  const v = (b: number, p: number, c: number) => x[(b * H * W + p) * C + c] + (bias ? bias[b * C + c] : 0);
+  for (let b = 0; b < B; b++) {
+    for (let g = 0; g < groups; g++) {
+      let sum = 0;
+      for (let p = 0; p < H * W; p++) for (let c = g * cpg; c < (g + 1) * cpg; c++) sum += v(b, p, c);
+      const mean = sum / (H * W * cpg);
+      let sq = 0;
+      for (let p = 0; p < H * W; p++) for (let c = g * cpg; c < (g + 1) * cpg; c++) sq += (v(b, p, c) - mean) ** 2;
+      const inv = 1 / Math.sqrt(sq / (H * W * cpg) + 1e-5);
+      for (let p = 0; p < H * W; p++) {
+        for (let c = g * cpg; c < (g + 1) * cpg; c++) {
+          const n = (v(b, p, c) - mean) * inv * gamma[c] + beta[c];
+          y[(b * H * W + p) * C + c] = silu ? n / (1 + Math.exp(-n)) : n;
+        }
+      }
+    }
+  }
+  return y;
 }
 
 /** Max |a - b| and the index where it is reached (for the failure message and the note). */
@@ -251,5 +277,74 @@ describe('the library on webgpu (Dawn)', function () {
       expect(device.limits[name], `device.limits.${name}`).to.equal(adapter.limits[name]);
     }
     expect(backendInfo().webgpu?.limits?.maxStorageBuffersPerShaderStage, 'backendInfo().webgpu.limits').to.equal(adapter.limits.maxStorageBuffersPerShaderStage);
+  });
+
+  it('fused GroupNorm (+ bias, + SiLU) in one dispatch equals a float64 reference, and cuts the U-Net forward pass dispatches', async function () {
+    requireAdapter(this);
+    await useBestBackend({ prefer: 'webgpu' });
+    expect(tf.getKernel(GROUP_NORM, 'webgpu'), 'the GroupNorm kernel on webgpu').to.not.equal(undefined);
+    const cases: { shape: [number, number, number, number]; groups: number; silu: boolean; bias: boolean }[] = [
+      { shape: [3, 5, 4, 8], groups: 4, silu: true, bias: true },
+      { shape: [2, 7, 7, 64], groups: 8, silu: false, bias: false },
+      { shape: [2, 28, 28, 32], groups: 8, silu: true, bias: false },
+    ];
+    const tensors = tf.memory().numTensors;
+    for (const c of cases) {
+      const [B, , , C] = c.shape;
+      const n = c.shape.reduce((a, b) => a * b, 1);
+      const xv = values(n, 7);
+      const gv = values(C, 8).map((v) => 1 + v / 3);
+      const bv = values(C, 9);
+      const biasv = values(B * C, 10);
+      const x = tf.tensor4d(xv, c.shape);
+      const gamma = tf.tensor1d(gv);
+      const beta = tf.tensor1d(bv);
+      const bias = c.bias ? tf.tensor2d(biasv, [B, C]) : undefined;
+      const { result: y, dispatches } = await countDispatches(async () => {
+        const out = groupNormAct(x, gamma, beta, c.groups, { silu: c.silu, bias });
+        await out.data();
+        return out;
+      });
+      expect(dispatches, `dispatches of one fused GroupNorm ${JSON.stringify(c)}`).to.equal(1);
+      const expected = groupNormReference(xv, c.shape, gv, bv, c.groups, c.silu, c.bias ? biasv : undefined);
+      // Float32 sums over at most 3136 terms of |x| <= 3 in a tree of depth 8 (256 partial sums,
+      // then 12 terms each): the mean and variance carry ~1e-6 relative error, and the output,
+      // |y| <= ~5, inherits it: 2e-5 + 2e-5 |y| is a 4x margin, and a wrong group, channel or
+      // bias index moves outputs by O(1).
+      expectClose(Array.from(await y.data()), Array.from(expected), 2e-5, 2e-5, `GroupNorm ${JSON.stringify(c)}`);
+      tf.dispose([x, gamma, beta, y, ...(bias ? [bias] : [])]);
+    }
+    expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
+
+    // The MNIST U-Net's forward pass (26 GroupNorms), fused against tensor ops.
+    const model = new UNetDenoiser({ seed: 0 });
+    const img = tf.randomUniform([2, 28, 28, 1], -1, 1, 'float32', 4);
+    const forward = async () => {
+      const { result: eps, dispatches } = await countDispatches(async () => {
+        const e = model.predictEps(img, 500);
+        await e.data();
+        return e;
+      });
+      const out = Array.from(await eps.data());
+      eps.dispose();
+      return { out, dispatches };
+    };
+    await forward(); // compiles the shaders
+    const fused = await forward();
+    tf.unregisterKernel(GROUP_NORM, 'webgpu');
+    let ops: { out: number[]; dispatches: number };
+    try {
+      await forward();
+      ops = await forward();
+    } finally {
+      registerGroupNormKernel();
+    }
+    tf.dispose(img);
+    model.dispose();
+    // Same network, GroupNorm computed two ways in float32: eps is O(1); 1e-4 absolute allows the
+    // ~1e-6 per-norm differences to grow through ~40 layers and still catches any wrong norm.
+    expectClose(fused.out, ops.out, 1e-4, 1e-4, 'U-Net eps, fused vs tensor-op GroupNorm');
+    expect(fused.dispatches, 'U-Net forward dispatches, fused vs tensor-op GroupNorm').to.be.below(ops.dispatches);
+    console.log(`      U-Net forward pass: ${fused.dispatches} dispatches with fused GroupNorm, ${ops.dispatches} with tensor ops`);
   });
 });

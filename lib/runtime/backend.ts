@@ -5,12 +5,12 @@
  *
  * Every optional backend package is loaded here lazily, inside useBestBackend: the wasm and webgpu
  * packages register themselves with tfjs when first required, and tfjs-node or webgpu may be absent,
- * so importing this module must neither register a backend nor fail. (It does register the
- * library's extra kernels, lib/runtime/kernels, which needs no backend package.)
+ * so importing this module must neither register a backend nor fail, and it registers no kernel
+ * either: every backend set up here first calls registerKernels() (lib/runtime/kernels).
  */
 import * as tf from '@tensorflow/tfjs';
 import { pathToFileURL } from 'url';
-import { registerWasmKernels } from './kernels';
+import { registerKernels, registerWasmKernels } from './kernels';
 import { UNetDenoiser } from '../models/unet';
 
 /** The backends useBestBackend tries, fastest first; 'cpu' (plain JavaScript) always works. */
@@ -37,8 +37,8 @@ export interface BackendInfo {
   name: string;
   /** For 'tensorflow': the package that provided it. */
   tensorflow?: { module: string };
-  /** For 'webgpu': the adapter Dawn gave us. */
-  webgpu?: { adapter: string; isFallbackAdapter: boolean };
+  /** For 'webgpu': the adapter Dawn gave us, and the device's limits that the library asked the adapter for. */
+  webgpu?: { adapter: string; isFallbackAdapter: boolean; limits?: Record<string, number>; limitsNote?: string };
   /** For 'wasm': which build runs, and why threads are off when they are. */
   wasm?: { simd: boolean; threads: boolean; threadCount: number; note: string };
 }
@@ -178,6 +178,9 @@ async function useTensorflow(): Promise<void> {
 interface GpuAdapterLike {
   info?: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
   isFallbackAdapter?: boolean;
+  features?: { has(name: string): boolean };
+  limits?: Record<string, number>;
+  requestDevice?(d: { requiredFeatures?: string[]; requiredLimits?: Record<string, number> }): Promise<{ limits: Record<string, number> }>;
 }
 interface GpuLike {
   requestAdapter(options?: { powerPreference?: string }): Promise<GpuAdapterLike | null>;
@@ -230,6 +233,7 @@ async function useWebgpu(how: { automatic: boolean } = { automatic: false }): Pr
     if (!tf.findBackendFactory('webgpu')) {
       throw new Error('@tensorflow/tfjs-backend-webgpu was loaded before navigator.gpu existed, so it did not register');
     }
+    replaceWebgpuFactory(gpu);
     await switchTo('webgpu');
   } catch (err) {
     // Dawn keeps the process alive while navigator.gpu holds it: drop what we installed.
@@ -237,7 +241,71 @@ async function useWebgpu(how: { automatic: boolean } = { automatic: false }): Pr
     if (!hadNavigator) delete g.navigator;
     throw err;
   }
-  details.webgpu = { adapter: description, isFallbackAdapter };
+  details.webgpu = { adapter: description, isFallbackAdapter, ...webgpuDevice };
+}
+
+/**
+ * Limits the device asks the adapter for: tfjs-backend-webgpu's own request (workgroup sizes and
+ * counts, buffer sizes) plus the binding counts it leaves at WebGPU's defaults, which cap how many
+ * inputs one dispatch may read: 8 storage buffers per stage limit a concat to 7 inputs per dispatch
+ * and the Adam kernel to 3 variables (lib/runtime/kernels/webgpu.ts); a GPU adapter offers more.
+ */
+export const WEBGPU_LIMITS = [
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxStorageBuffersPerShaderStage',
+  'maxUniformBuffersPerShaderStage',
+  'maxUniformBufferBindingSize',
+  'maxBindingsPerBindGroup',
+] as const;
+
+/** The device limits and how they were obtained, recorded by the factory below for backendInfo. */
+let webgpuDevice: { limits?: Record<string, number>; limitsNote?: string } = {};
+let factoryReplaced = false;
+
+/**
+ * Re-registers 'webgpu' with a factory that requests WEBGPU_LIMITS at the adapter's values
+ * (tfjs-backend-webgpu 4.22's factory requests only the first six). A device request that the
+ * adapter refuses with them is retried with tfjs's own six, and the reason is kept in limitsNote.
+ */
+function replaceWebgpuFactory(gpu: GpuLike): void {
+  if (factoryReplaced || tf.engine().registry.webgpu) return;
+  const { WebGPUBackend } = require('@tensorflow/tfjs-backend-webgpu') as { WebGPUBackend: new (device: unknown, info: unknown) => tf.KernelBackend };
+  tf.removeBackend('webgpu');
+  tf.registerBackend(
+    'webgpu',
+    async () => {
+      const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+      if (!adapter || !adapter.requestDevice || !adapter.limits) throw new Error('navigator.gpu.requestAdapter() returned no adapter the second time');
+      const requiredFeatures = adapter.features?.has('timestamp-query') ? ['timestamp-query'] : [];
+      const pick = (names: readonly string[]) => {
+        const out: Record<string, number> = {};
+        for (const name of names) if (typeof adapter.limits![name] === 'number') out[name] = adapter.limits![name];
+        return out;
+      };
+      let device: { limits: Record<string, number> };
+      let note = 'every WEBGPU_LIMITS entry at the adapter value';
+      try {
+        device = await adapter.requestDevice({ requiredFeatures, requiredLimits: pick(WEBGPU_LIMITS) });
+      } catch (err) {
+        note = `the adapter refused WEBGPU_LIMITS (${message(err)}); tfjs-backend-webgpu's six limits only`;
+        const again = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+        device = await again!.requestDevice!({ requiredFeatures, requiredLimits: pick(WEBGPU_LIMITS.slice(0, 6)) });
+      }
+      const limits: Record<string, number> = {};
+      for (const name of WEBGPU_LIMITS) if (typeof device.limits[name] === 'number') limits[name] = device.limits[name];
+      webgpuDevice = { limits, limitsNote: note };
+      return new WebGPUBackend(device, adapter.info);
+    },
+    3,
+  );
+  factoryReplaced = true;
 }
 
 async function probeWebgpu(): Promise<WebgpuProbe> {
@@ -301,6 +369,7 @@ async function useWasm(): Promise<void> {
  * thrown message. A failed setBackend leaves tfjs on no backend; the caller moves it on.
  */
 async function switchTo(name: BackendName): Promise<void> {
+  registerKernels();
   const warnings: unknown[][] = [];
   const warn = console.warn;
   console.warn = (...args: unknown[]) => void warnings.push(args);

@@ -12,9 +12,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ADAM_UPDATE, hasAdamKernel, registerAdamKernels } from '../runtime/kernels/adam';
+import { registerWebgpuKernels } from '../runtime/kernels/webgpu';
 import { checkNumber } from '../diffusion/validate';
 
+// The kernels FusedAdam uses, registered with the module that uses them (as before the kernels
+// module stopped registering at import): a backend set with tf.setBackend directly, not through
+// useBestBackend, still gets the one-kernel step.
 registerAdamKernels();
+registerWebgpuKernels();
 
 /** A tensor with a name, as optimizers take gradients and give their state (tfjs-core's NamedTensor). */
 export type NamedTensor = { name: string; tensor: tf.Tensor };
@@ -91,7 +96,7 @@ export class FusedAdam extends tf.Optimizer {
     const m = this.m;
     const v = this.v;
     if (hasAdamKernel()) {
-      // The CPU backends: one kernel, one pass over memory (lib/runtime/kernels/adam.ts).
+      // cpu and wasm: one pass over memory (lib/runtime/kernels/adam.ts); webgpu: a few dispatches (lib/runtime/kernels/webgpu.ts).
       const inputs: tf.NamedTensorMap = { m, v };
       values.forEach((w, i) => {
         inputs[`w${i}`] = w;

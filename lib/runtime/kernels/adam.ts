@@ -1,5 +1,5 @@
 /**
- * One kernel for a whole Adam step (used by FusedAdam, lib/training/optim.ts) on the two CPU backends: a
+ * One kernel for a whole Adam step (used by FusedAdam, lib/training/optim.ts). On the two CPU backends (here): a
  * single pass over the weights, gradients and flat moment vectors in JavaScript, reading and writing
  * the backend's own memory (the wasm heap, the cpu backend's arrays). On these backends an
  * element-wise kernel costs 5-10 us to launch plus ~1 ns per element and one memory pass each; Adam
@@ -13,7 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 
-/** The kernel's name, as registered for 'wasm' and 'cpu'. */
+/** The kernel's name, as registered for 'wasm' and 'cpu' (here) and 'webgpu' (lib/runtime/kernels/webgpu.ts). */
 export const ADAM_UPDATE = 'DiffusionFusedAdamUpdate';
 
 /** Attributes of the kernel. */
@@ -36,7 +36,8 @@ interface Memory {
   view(t: Info): Float32Array;
 }
 
-function checkAttrs(attrs: AdamUpdateAttrs, inputs: Record<string, Info>): void {
+/** Throws, naming the attribute or input, unless attrs and inputs describe one Adam step (shared by every backend's kernel). */
+export function checkAdamAttrs(attrs: AdamUpdateAttrs, inputs: Record<string, Info>): void {
   const { count, t } = attrs;
   if (!Number.isInteger(count) || count < 1) throw new Error(`${ADAM_UPDATE}: count must be an integer >= 1, got ${count}`);
   if (!Number.isInteger(t) || t < 1) throw new Error(`${ADAM_UPDATE}: t must be an integer >= 1, got ${t}`);
@@ -59,7 +60,7 @@ function checkAttrs(attrs: AdamUpdateAttrs, inputs: Record<string, Info>): void 
 }
 
 function adamUpdate(inputs: Record<string, Info>, attrs: AdamUpdateAttrs, mem: Memory): Info[] {
-  checkAttrs(attrs, inputs);
+  checkAdamAttrs(attrs, inputs);
   const { count, lr, beta1, beta2, epsilon, t } = attrs;
   const { m, v } = inputs;
   // Every output first: on wasm an allocation may grow (and so detach) the heap views.

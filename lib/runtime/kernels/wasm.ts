@@ -19,7 +19,7 @@
  *
  * Registration: registerWasmKernels() adds Conv2DBackpropFilter at once (the wasm package has no
  * such kernel, so nothing conflicts), and wraps the package's own kernels as soon as the package is
- * loaded (it registers them when first required). lib/index.ts calls it on load, and useBestBackend
+ * loaded (it registers them when first required). registerKernels() (lib/runtime/kernels/index.ts) calls it, and useBestBackend
  * calls it again after loading the wasm package; code that loads @tensorflow/tfjs-backend-wasm itself
  * should call registerWasmKernels() afterwards.
  */

@@ -179,6 +179,10 @@ export async function startJupyter(frontEnd: 'JupyterLab' | 'classic notebook', 
     ...(options.userDir ? { DDPM_LAB_USER_DIR: options.userDir } : {}),
   };
   const child: ChildProcess = spawn(python, args, { env, cwd: rootDir, stdio: ['ignore', 'pipe', 'pipe'] });
+  // a test process that dies (or is interrupted) must not leave a server and its kernels behind
+  const onExit = () => child.kill('SIGTERM');
+  process.once('exit', onExit);
+  child.once('close', () => process.removeListener('exit', onExit));
   let out = '';
   const take = (b: Buffer) => {
     out += b.toString();

@@ -31,9 +31,37 @@ const plugins = [
   require('@jupyterlab/ui-components-extension'),
 ];
 
+/**
+ * jupyterlab-plotly 5.24.1's renderer ignores every model after the first once it has drawn
+ * (renderModel returns early when its .plot-container exists), and JupyterLab reuses the renderer
+ * for an update_display_data: a figure updated in place (plot(...).update, the live loss curves)
+ * would keep showing its first state. This wrapper leaves the renderer as it is for the first
+ * model and redraws later ones with Plotly.react.
+ */
+function redrawingOnUpdate(extensions) {
+  return extensions.map((ext) => {
+    const factory = ext.rendererFactory;
+    const createRenderer = (options) => {
+      const renderer = factory.createRenderer(options);
+      const first = renderer.renderModel.bind(renderer);
+      renderer.renderModel = (model) => {
+        if (!renderer.hasGraphElement()) return first(model);
+        renderer._model = model;
+        const { data, layout, config } = model.data[options.mimeType];
+        return renderer.constructor.Plotly.react(renderer.node, data, layout, config);
+      };
+      return renderer;
+    };
+    return { ...ext, rendererFactory: { ...factory, createRenderer } };
+  });
+}
+
 const mimeExtensions = [require('@jupyterlab/javascript-extension')];
 // eslint-disable-next-line no-undef
-if (DDPM_PLOTLY) mimeExtensions.push(require('jupyterlab-plotly/lib/plotly-renderer'));
+if (DDPM_PLOTLY) {
+  const plotly = require('jupyterlab-plotly/lib/plotly-renderer');
+  mimeExtensions.push({ __esModule: true, default: redrawingOnUpdate(plotly.default) });
+}
 
 /** A module's plugins: its default export (ES module) or the module itself (CommonJS), as a list. */
 function exported(mod) {

@@ -13,6 +13,7 @@ import { MathError, escapeHtml, leadFigureHtml, notebookHeading, notebookTitle, 
 import { RunOptions, checkMode, runInProcess } from '../runners/inprocess';
 import { runWithKernel } from '../runners/kernel';
 import { readNotebook } from '../runners/nbformat';
+import { signNotebooks } from '../runners/sign';
 import { projectRoot, workbookNotebooks } from '../runners/project';
 import { NotebookRun, RunnerName, WorkbookMode, describeFailure } from '../runners/types';
 
@@ -127,6 +128,10 @@ export async function buildWorkbook(options: BuildOptions): Promise<BuildResult>
     built.push({ name, title, titleHtml, leadHtml: leadFigureHtml(nb), html, run, mathErrors });
     say(`[${k + 1}/${notebooks.length}] ${name}: ${run.ok ? 'ok' : 'FAILED'} in ${formatDuration(run.seconds)}, ${passed}/${run.checks.length} checks${run.ok ? '' : `\n${describeFailure(run)}`}`);
   }
+  // signed like `jupyter trust`, so Jupyter opens them trusted and their plots' HTML keeps its scripts
+  const executedFiles = built.map((b) => path.join(outDir, `${b.name}.ipynb`)).filter((f) => fs.existsSync(f));
+  const unsigned = signNotebooks(executedFiles);
+  if (unsigned) say(`the executed notebooks are not signed (${unsigned}): Jupyter opens them untrusted, and without plotly's renderer their plots do not draw until you run them or 'jupyter trust' them`);
   const cards = built
     .map(
       (b) => `<article class="chapter${b.run.ok ? '' : ' failed'}" id="chapter-${b.name}">

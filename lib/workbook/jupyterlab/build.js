@@ -14,6 +14,8 @@ const fs = require('fs');
 const path = require('path');
 
 const HERE = __dirname;
+/** Where webpack finds its loaders (css-loader, style-loader, ...): this folder's packages first. */
+const LOADERS = { modules: [path.join(__dirname, 'node_modules'), 'node_modules'] };
 const VARIANTS = ['plotly', 'plain'];
 
 /** The cache key: what decides the bytes of a build (the lock file pins every package version). */
@@ -87,6 +89,7 @@ async function buildVariant(variant, key, quiet) {
     mode: 'production',
     entry: path.join(HERE, 'src', 'index.js'),
     context: HERE,
+    resolveLoader: LOADERS,
     output: { path: tmp, filename: 'bundle.js', chunkFilename: '[name].[contenthash].js' },
     resolve: {
       alias: {
@@ -105,7 +108,12 @@ async function buildVariant(variant, key, quiet) {
     plugins: [new webpack.DefinePlugin({ DDPM_PLOTLY: JSON.stringify(variant === 'plotly') }), progress],
   });
   const stats = await new Promise((resolve, reject) =>
-    webpack([app, ...themes.map((t) => ({ ...t, cache: app.cache && { ...app.cache, name: `${variant}-theme` } }))], (err, s) => (err ? reject(err) : resolve(s))),
+    // the theme configs come without a context: loaders would be looked up from the process's cwd
+    // (the repository root under .ci/run), where JupyterLab's packages are not installed
+    webpack(
+      [app, ...themes.map((t) => ({ ...t, context: HERE, resolveLoader: LOADERS, cache: app.cache && { ...app.cache, name: `${variant}-theme` } }))],
+      (err, s) => (err ? reject(err) : resolve(s)),
+    ),
   );
   if (stats.hasErrors()) throw new Error(`webpack failed for ${variant}:\n${stats.toString({ all: false, errors: true })}`);
   const versions = {};

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { deriveSeed } from '../diffusion/random';
 import { checkInteger, checkNumber } from '../diffusion/validate';
+import { fusedGroupNormSilu, hasGroupNormSiluKernel } from '../runtime/kernels/groupnorm';
 
 /**
  * How a kernel is initialised: He (fan-in) or Glorot (fan-average) scaling, normal or uniform, or
@@ -178,6 +179,33 @@ export function groupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, gro
     const normalised = tf.div(tf.sub(grouped, mean), tf.sqrt(tf.add(variance, eps)));
     return tf.add(tf.mul(tf.reshape(normalised, [batch, height, width, channels]), gamma), beta) as tf.Tensor4D;
   });
+}
+
+/**
+ * silu(groupNorm(x + bias)): GroupNorm with its scale/shift, after an optional per-(example,
+ * channel) bias [batch, channels] (the U-Net's time embedding), then SiLU. Where the backend has
+ * the fused kernels (wasm) this is one kernel forward and one backward; elsewhere the same ops as
+ * written out, whose numbers it matches to float32 rounding.
+ */
+export function groupNormSilu(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, groups: number, bias?: tf.Tensor2D, eps = 1e-5): tf.Tensor4D {
+  if (x.rank !== 4) throw new Error(`x must have shape [batch, height, width, channels], got [${x.shape}]`);
+  const [batch, , , channels] = x.shape;
+  if (bias !== undefined && (bias.rank !== 2 || bias.shape[0] !== batch || bias.shape[1] !== channels)) {
+    throw new Error(`bias must have shape [${batch}, ${channels}] (batch, channels), got [${bias.shape}]`);
+  }
+  if (!hasGroupNormSiluKernel() || x.dtype !== 'float32') {
+    return tf.tidy(() => silu(groupNorm(bias ? (tf.add(x, tf.reshape(bias, [batch, 1, 1, channels])) as tf.Tensor4D) : x, gamma, beta, groups, eps)));
+  }
+  // The same argument checks as the unfused path, before any work.
+  checkInteger('groups', groups, 1, channels);
+  if (channels % groups !== 0) throw new Error(`groups must divide the ${channels} channels, got ${groups}`);
+  if (gamma.size !== channels || beta.size !== channels) {
+    throw new Error(`gamma and beta must have shape [${channels}], got [${gamma.shape}] and [${beta.shape}]`);
+  }
+  checkNumber('eps', eps, 0, Infinity, { lo: true });
+  return tf.tidy(() =>
+    fusedGroupNormSilu(x, bias ?? tf.zeros([batch, channels]), tf.reshape(gamma, [channels]), tf.reshape(beta, [channels]), groups, eps),
+  );
 }
 
 /**

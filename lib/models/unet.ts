@@ -10,7 +10,7 @@ import type { TrainableDenoiser } from '../diffusion/denoiser';
 import type { Timestep } from '../diffusion/schedule';
 import { checkInteger } from '../diffusion/validate';
 import { checkModelTimestep, timestepEmbedding } from './embedding';
-import { ConvParams, DenseParams, NormParams, ParamBuilder, conv2d, dense, groupNorm, silu, upsampleNearest } from './layers';
+import { ConvParams, DenseParams, NormParams, ParamBuilder, conv2d, dense, groupNorm, groupNormSilu, silu, upsampleNearest } from './layers';
 
 /** The architecture of a UNetDenoiser; every field has a default. */
 export type UNetDenoiserConfig = {
@@ -70,11 +70,10 @@ type Block = { res: ResBlockParams; attention?: AttentionParams };
  * count changes).
  */
 function resBlock(x: tf.Tensor4D, timeEmb: tf.Tensor2D, p: ResBlockParams, groups: number): tf.Tensor4D {
-  const [batch] = x.shape;
-  let h = conv2d(silu(groupNorm(x, p.norm1.gamma, p.norm1.beta, groups)), p.conv1);
+  let h = conv2d(groupNormSilu(x, p.norm1.gamma, p.norm1.beta, groups), p.conv1);
   const timeBias = dense(silu(timeEmb), p.timeProjection);
-  h = tf.add(h, tf.reshape(timeBias, [batch, 1, 1, h.shape[3]]));
-  h = conv2d(silu(groupNorm(h, p.norm2.gamma, p.norm2.beta, groups)), p.conv2);
+  // The time bias is added inside the fused GroupNorm-SiLU (one pass on wasm).
+  h = conv2d(groupNormSilu(h, p.norm2.gamma, p.norm2.beta, groups, timeBias), p.conv2);
   return tf.add(p.skip ? conv2d(x, p.skip) : x, h);
 }
 
@@ -215,7 +214,7 @@ export class UNetDenoiser implements TrainableDenoiser {
         if (level.upsample) h = conv2d(upsampleNearest(h), level.upsample);
       }
 
-      return conv2d(silu(groupNorm(h, this.outNorm.gamma, this.outNorm.beta, groups)), this.convOut);
+      return conv2d(groupNormSilu(h, this.outNorm.gamma, this.outNorm.beta, groups), this.convOut);
     });
   }
 

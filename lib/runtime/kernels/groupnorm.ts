@@ -1,0 +1,255 @@
+/**
+ * GroupNorm, its per-channel scale and shift, a per-(example, channel) bias before it and the SiLU
+ * after it, as ONE kernel forward and ONE kernel backward, for the wasm backend: JavaScript loops
+ * over the wasm heap. Written as tensor ops (lib/models/layers.ts) the same thing costs ~20
+ * element-wise and reduction kernels forward and ~40 backward, each a full memory pass, and on wasm
+ * every reduction over non-innermost axes adds a Transpose; in a U-Net step they took more time
+ * than the convolutions.
+ *
+ * For x [N, H, W, C] (NHWC), bias [N, C], gamma and beta [C], G groups of C/G channels, per example
+ * n and group g (statistics in float64, each output rounded to float32 once):
+ *   z = x + bias[n, c],  mean, var = moments of z over (H, W, the group's channels) (biased),
+ *   rstd = 1 / sqrt(var + eps),  xhat = (z - mean) rstd,  u = gamma[c] xhat + beta[c],
+ *   y = u sigmoid(u).
+ * Backward, for dy: du = dy s (1 + u (1 - s)) with s = sigmoid(u); dgamma = sum du xhat and
+ * dbeta = sum du over (N, H, W); dxhat = du gamma; dz = rstd (dxhat - mean_g(dxhat) - xhat
+ * mean_g(dxhat xhat)); dx = dz; dbias[n, c] = sum of dz over (H, W).
+ *
+ * FORWARD: inputs x, bias, gamma, beta; attrs groups, eps; outputs y, mean [N, G], rstd [N, G].
+ * BACKWARD: inputs dy, x, bias, gamma, beta, mean, rstd; attrs groups; outputs dx, dbias, dgamma, dbeta.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** The forward kernel's name, registered for 'wasm'. */
+export const GROUP_NORM_SILU = 'DiffusionGroupNormSilu';
+/** The backward kernel's name, registered for 'wasm'. */
+export const GROUP_NORM_SILU_GRAD = 'DiffusionGroupNormSiluGrad';
+
+type Info = tf.TensorInfo;
+
+interface WasmBackendLike {
+  makeOutput(shape: number[], dtype: 'float32'): Info;
+  typedArrayFromHeap(t: Info): Float32Array;
+}
+
+/** Shapes of one call, checked; throws an Error naming the input and the shape it needs. */
+function checkShapes(kernel: string, inputs: Record<string, Info>, groups: number): { N: number; P: number; C: number; G: number } {
+  const { x, bias, gamma, beta } = inputs;
+  for (const [name, t] of Object.entries(inputs)) {
+    if (!t) throw new Error(`${kernel}: input ${name} is missing`);
+    if (t.dtype !== 'float32') throw new Error(`${kernel}: ${name} must be float32, got ${t.dtype}`);
+  }
+  if (x.shape.length !== 4) throw new Error(`${kernel}: x must have shape [batch, height, width, channels], got [${x.shape}]`);
+  const [N, H, W, C] = x.shape;
+  if (!Number.isInteger(groups) || groups < 1 || C % groups !== 0) {
+    throw new Error(`${kernel}: groups must be an integer in [1, ${C}] that divides the ${C} channels, got ${groups}`);
+  }
+  const want = (name: string, t: Info, shape: number[]) => {
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new Error(`${kernel}: ${name} must have shape [${shape}], got [${t.shape}]`);
+    }
+  };
+  want('bias', bias, [N, C]);
+  want('gamma', gamma, [C]);
+  want('beta', beta, [C]);
+  if (inputs.dy) want('dy', inputs.dy, x.shape);
+  for (const name of ['mean', 'rstd']) if (inputs[name]) want(name, inputs[name], [N, groups]);
+  return { N, P: H * W, C, G: groups };
+}
+
+const forward: tf.KernelFunc = ({ inputs, backend, attrs }) => {
+  const b = backend as unknown as WasmBackendLike;
+  const ins = inputs as unknown as Record<string, Info>;
+  const groups = attrs?.groups as number;
+  const eps = attrs?.eps as number;
+  if (!(typeof eps === 'number' && eps > 0 && Number.isFinite(eps))) throw new Error(`${GROUP_NORM_SILU}: eps must be a finite number > 0, got ${eps}`);
+  const { N, P, C, G } = checkShapes(GROUP_NORM_SILU, ins, groups);
+  // Every output first: an allocation may grow (and so detach) the heap views.
+  const yOut = b.makeOutput(ins.x.shape, 'float32');
+  const meanOut = b.makeOutput([N, G], 'float32');
+  const rstdOut = b.makeOutput([N, G], 'float32');
+  const x = b.typedArrayFromHeap(ins.x);
+  const bias = b.typedArrayFromHeap(ins.bias);
+  const gamma = b.typedArrayFromHeap(ins.gamma);
+  const beta = b.typedArrayFromHeap(ins.beta);
+  const y = b.typedArrayFromHeap(yOut);
+  const meanArr = b.typedArrayFromHeap(meanOut);
+  const rstdArr = b.typedArrayFromHeap(rstdOut);
+  const cg = C / G;
+  const count = P * cg;
+  const sum = new Float64Array(G);
+  const mean = new Float64Array(G);
+  const scale = new Float64Array(C);
+  const shift = new Float64Array(C);
+  for (let n = 0; n < N; n++) {
+    const base = n * P * C;
+    const bn = n * C;
+    // Two passes (mean, then squared deviations): no cancellation for a large mean.
+    sum.fill(0);
+    for (let p = 0; p < P; p++) {
+      const row = base + p * C;
+      for (let g = 0, c = 0; g < G; g++) {
+        let acc = 0;
+        for (const end = c + cg; c < end; c++) acc += x[row + c] + bias[bn + c];
+        sum[g] += acc;
+      }
+    }
+    for (let g = 0; g < G; g++) mean[g] = sum[g] / count;
+    sum.fill(0);
+    for (let p = 0; p < P; p++) {
+      const row = base + p * C;
+      for (let g = 0, c = 0; g < G; g++) {
+        const shiftG = mean[g];
+        let acc = 0;
+        for (const end = c + cg; c < end; c++) {
+          const d = x[row + c] + bias[bn + c] - shiftG;
+          acc += d * d;
+        }
+        sum[g] += acc;
+      }
+    }
+    for (let g = 0; g < G; g++) {
+      const rstd = 1 / Math.sqrt(sum[g] / count + eps);
+      meanArr[n * G + g] = mean[g];
+      rstdArr[n * G + g] = rstd;
+      // u = gamma (z - mean) rstd + beta = scale z + shift, per channel.
+      for (let c = g * cg; c < (g + 1) * cg; c++) {
+        scale[c] = gamma[c] * rstd;
+        shift[c] = beta[c] + scale[c] * (bias[bn + c] - mean[g]);
+      }
+    }
+    for (let p = 0; p < P; p++) {
+      const row = base + p * C;
+      for (let c = 0; c < C; c++) {
+        const u = scale[c] * x[row + c] + shift[c];
+        y[row + c] = u / (1 + Math.exp(-u));
+      }
+    }
+  }
+  return [yOut, meanOut, rstdOut];
+};
+
+const backward: tf.KernelFunc = ({ inputs, backend, attrs }) => {
+  const b = backend as unknown as WasmBackendLike;
+  const ins = inputs as unknown as Record<string, Info>;
+  const groups = attrs?.groups as number;
+  const { N, P, C, G } = checkShapes(GROUP_NORM_SILU_GRAD, ins, groups);
+  const dxOut = b.makeOutput(ins.x.shape, 'float32');
+  const dbiasOut = b.makeOutput([N, C], 'float32');
+  const dgammaOut = b.makeOutput([C], 'float32');
+  const dbetaOut = b.makeOutput([C], 'float32');
+  const dy = b.typedArrayFromHeap(ins.dy);
+  const x = b.typedArrayFromHeap(ins.x);
+  const bias = b.typedArrayFromHeap(ins.bias);
+  const gamma = b.typedArrayFromHeap(ins.gamma);
+  const beta = b.typedArrayFromHeap(ins.beta);
+  const meanArr = b.typedArrayFromHeap(ins.mean);
+  const rstdArr = b.typedArrayFromHeap(ins.rstd);
+  const dx = b.typedArrayFromHeap(dxOut);
+  const dbias = b.typedArrayFromHeap(dbiasOut);
+  const dgammaArr = b.typedArrayFromHeap(dgammaOut);
+  const dbetaArr = b.typedArrayFromHeap(dbetaOut);
+  const cg = C / G;
+  const count = P * cg;
+  const dgamma = new Float64Array(C);
+  const dbeta = new Float64Array(C);
+  const m1 = new Float64Array(G);
+  const m2 = new Float64Array(G);
+  const dbn = new Float64Array(C);
+  // Per example: xhat and dxhat = du gamma, kept for the second pass.
+  const xhat = new Float64Array(P * C);
+  const dxhat = new Float64Array(P * C);
+  const chanMean = new Float64Array(C);
+  const chanRstd = new Float64Array(C);
+  for (let n = 0; n < N; n++) {
+    const base = n * P * C;
+    const bn = n * C;
+    for (let c = 0; c < C; c++) {
+      const g = (c / cg) | 0;
+      chanMean[c] = meanArr[n * G + g] - bias[bn + c];
+      chanRstd[c] = rstdArr[n * G + g];
+    }
+    m1.fill(0);
+    m2.fill(0);
+    for (let p = 0; p < P; p++) {
+      const row = base + p * C;
+      const local = p * C;
+      for (let g = 0, c = 0; g < G; g++) {
+        let a1 = 0;
+        let a2 = 0;
+        for (const end = c + cg; c < end; c++) {
+          const h = (x[row + c] - chanMean[c]) * chanRstd[c];
+          const u = gamma[c] * h + beta[c];
+          const s = 1 / (1 + Math.exp(-u));
+          const du = dy[row + c] * s * (1 + u * (1 - s));
+          dgamma[c] += du * h;
+          dbeta[c] += du;
+          const dh = du * gamma[c];
+          xhat[local + c] = h;
+          dxhat[local + c] = dh;
+          a1 += dh;
+          a2 += dh * h;
+        }
+        m1[g] += a1;
+        m2[g] += a2;
+      }
+    }
+    for (let g = 0; g < G; g++) {
+      m1[g] /= count;
+      m2[g] /= count;
+    }
+    dbn.fill(0);
+    for (let p = 0; p < P; p++) {
+      const row = base + p * C;
+      const local = p * C;
+      for (let g = 0, c = 0; g < G; g++) {
+        const mg1 = m1[g];
+        const mg2 = m2[g];
+        for (const end = c + cg; c < end; c++) {
+          const dz = chanRstd[c] * (dxhat[local + c] - mg1 - xhat[local + c] * mg2);
+          dx[row + c] = dz;
+          dbn[c] += dz;
+        }
+      }
+    }
+    for (let c = 0; c < C; c++) dbias[bn + c] = dbn[c];
+  }
+  for (let c = 0; c < C; c++) {
+    dgammaArr[c] = dgamma[c];
+    dbetaArr[c] = dbeta[c];
+  }
+  return [dxOut, dbiasOut, dgammaOut, dbetaOut];
+};
+
+/** Registers both kernels for 'wasm' (idempotent; the wasm package need not be loaded). */
+export function registerGroupNormKernels(): void {
+  if (!tf.getKernel(GROUP_NORM_SILU, 'wasm')) tf.registerKernel({ kernelName: GROUP_NORM_SILU, backendName: 'wasm', kernelFunc: forward });
+  if (!tf.getKernel(GROUP_NORM_SILU_GRAD, 'wasm')) tf.registerKernel({ kernelName: GROUP_NORM_SILU_GRAD, backendName: 'wasm', kernelFunc: backward });
+}
+
+/** True when the current backend has the fused GroupNorm-SiLU kernels (both directions). */
+export function hasGroupNormSiluKernel(): boolean {
+  const backend = tf.getBackend();
+  return tf.getKernel(GROUP_NORM_SILU, backend) !== undefined && tf.getKernel(GROUP_NORM_SILU_GRAD, backend) !== undefined;
+}
+
+/**
+ * silu(groupNorm(x + bias[n, c]) gamma + beta) through the two kernels, differentiable in all four
+ * inputs. Call only where hasGroupNormSiluKernel(); lib/models/layers.ts's groupNormSilu picks.
+ */
+export function fusedGroupNormSilu(x: tf.Tensor4D, bias: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, groups: number, eps: number): tf.Tensor4D {
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xi, bi, gi, be] = args as tf.Tensor[];
+    const save = args[4] as tf.GradSaveFunc;
+    const [y, mean, rstd] = tf.engine().runKernel(GROUP_NORM_SILU, { x: xi, bias: bi, gamma: gi, beta: be }, { groups, eps }) as tf.Tensor[];
+    save([xi, bi, gi, be, mean, rstd]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sx, sb, sg, sbe, sm, sr] = saved;
+        return tf.engine().runKernel(GROUP_NORM_SILU_GRAD, { dy, x: sx, bias: sb, gamma: sg, beta: sbe, mean: sm, rstd: sr }, { groups }) as tf.Tensor[];
+      },
+    };
+  });
+  return op(x, bias, gamma, beta) as tf.Tensor4D;
+}

@@ -15,8 +15,9 @@
  * dbeta = sum du over (N, H, W); dxhat = du gamma; dz = rstd (dxhat - mean_g(dxhat) - xhat
  * mean_g(dxhat xhat)); dx = dz; dbias[n, c] = sum of dz over (H, W).
  *
- * FORWARD: inputs x, bias, gamma, beta; attrs groups, eps; outputs y, mean [N, G], rstd [N, G].
- * BACKWARD: inputs dy, x, bias, gamma, beta, mean, rstd; attrs groups; outputs dx, dbias, dgamma, dbeta.
+ * FORWARD: inputs x, bias, gamma, beta; attrs groups, eps; outputs y, mean [N, G], rstd [N, G] and
+ * s = sigmoid(u) (kept for the backward pass, which then needs no exp).
+ * BACKWARD: inputs dy, x, bias, gamma, beta, mean, rstd, s; attrs groups; outputs dx, dbias, dgamma, dbeta.
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -30,6 +31,7 @@ type Info = tf.TensorInfo;
 interface WasmBackendLike {
   makeOutput(shape: number[], dtype: 'float32'): Info;
   typedArrayFromHeap(t: Info): Float32Array;
+  disposeData(dataId: object): boolean;
 }
 
 /** Shapes of one call, checked; throws an Error naming the input and the shape it needs. */
@@ -53,6 +55,7 @@ function checkShapes(kernel: string, inputs: Record<string, Info>, groups: numbe
   want('gamma', gamma, [C]);
   want('beta', beta, [C]);
   if (inputs.dy) want('dy', inputs.dy, x.shape);
+  if (inputs.s) want('s', inputs.s, x.shape);
   for (const name of ['mean', 'rstd']) if (inputs[name]) want(name, inputs[name], [N, groups]);
   return { N, P: H * W, C, G: groups };
 }
@@ -65,14 +68,17 @@ const forward: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   if (!(typeof eps === 'number' && eps > 0 && Number.isFinite(eps))) throw new Error(`${GROUP_NORM_SILU}: eps must be a finite number > 0, got ${eps}`);
   const { N, P, C, G } = checkShapes(GROUP_NORM_SILU, ins, groups);
   // Every output first: an allocation may grow (and so detach) the heap views.
+  const sigmoid = tf.getKernel('Sigmoid', 'wasm');
+  if (!sigmoid) throw new Error(`${GROUP_NORM_SILU}: the wasm backend has no Sigmoid kernel (is @tensorflow/tfjs-backend-wasm loaded?)`);
   const yOut = b.makeOutput(ins.x.shape, 'float32');
+  const uOut = b.makeOutput(ins.x.shape, 'float32');
   const meanOut = b.makeOutput([N, G], 'float32');
   const rstdOut = b.makeOutput([N, G], 'float32');
   const x = b.typedArrayFromHeap(ins.x);
   const bias = b.typedArrayFromHeap(ins.bias);
   const gamma = b.typedArrayFromHeap(ins.gamma);
   const beta = b.typedArrayFromHeap(ins.beta);
-  const y = b.typedArrayFromHeap(yOut);
+  const u = b.typedArrayFromHeap(uOut);
   const meanArr = b.typedArrayFromHeap(meanOut);
   const rstdArr = b.typedArrayFromHeap(rstdOut);
   const cg = C / G;
@@ -120,13 +126,24 @@ const forward: tf.KernelFunc = ({ inputs, backend, attrs }) => {
     }
     for (let p = 0; p < P; p++) {
       const row = base + p * C;
-      for (let c = 0; c < C; c++) {
-        const u = scale[c] * x[row + c] + shift[c];
-        y[row + c] = u / (1 + Math.exp(-u));
-      }
+      for (let c = 0; c < C; c++) u[row + c] = scale[c] * x[row + c] + shift[c];
     }
   }
-  return [yOut, meanOut, rstdOut];
+  // The sigmoid goes to the package's own (XNNPACK SIMD) kernel: Math.exp in JavaScript costs
+  // ~10 ns an element, more than the rest of both passes together.
+  let sOut: Info;
+  try {
+    sOut = sigmoid.kernelFunc({ inputs: { x: uOut }, backend, attrs: {} } as never) as Info;
+  } catch (err) {
+    for (const t of [yOut, uOut, meanOut, rstdOut]) b.disposeData(t.dataId);
+    throw err;
+  }
+  const uv = b.typedArrayFromHeap(uOut);
+  const sv = b.typedArrayFromHeap(sOut);
+  const yv = b.typedArrayFromHeap(yOut);
+  for (let i = 0; i < uv.length; i++) yv[i] = uv[i] * sv[i];
+  b.disposeData(uOut.dataId);
+  return [yOut, meanOut, rstdOut, sOut];
 };
 
 const backward: tf.KernelFunc = ({ inputs, backend, attrs }) => {
@@ -145,6 +162,7 @@ const backward: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   const beta = b.typedArrayFromHeap(ins.beta);
   const meanArr = b.typedArrayFromHeap(ins.mean);
   const rstdArr = b.typedArrayFromHeap(ins.rstd);
+  const sig = b.typedArrayFromHeap(ins.s);
   const dx = b.typedArrayFromHeap(dxOut);
   const dbias = b.typedArrayFromHeap(dbiasOut);
   const dgammaArr = b.typedArrayFromHeap(dgammaOut);
@@ -180,7 +198,7 @@ const backward: tf.KernelFunc = ({ inputs, backend, attrs }) => {
         for (const end = c + cg; c < end; c++) {
           const h = (x[row + c] - chanMean[c]) * chanRstd[c];
           const u = gamma[c] * h + beta[c];
-          const s = 1 / (1 + Math.exp(-u));
+          const s = sig[row + c];
           const du = dy[row + c] * s * (1 + u * (1 - s));
           dgamma[c] += du * h;
           dbeta[c] += du;
@@ -241,13 +259,13 @@ export function fusedGroupNormSilu(x: tf.Tensor4D, bias: tf.Tensor2D, gamma: tf.
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xi, bi, gi, be] = args as tf.Tensor[];
     const save = args[4] as tf.GradSaveFunc;
-    const [y, mean, rstd] = tf.engine().runKernel(GROUP_NORM_SILU, { x: xi, bias: bi, gamma: gi, beta: be }, { groups, eps }) as tf.Tensor[];
-    save([xi, bi, gi, be, mean, rstd]);
+    const [y, mean, rstd, sig] = tf.engine().runKernel(GROUP_NORM_SILU, { x: xi, bias: bi, gamma: gi, beta: be }, { groups, eps }) as tf.Tensor[];
+    save([xi, bi, gi, be, mean, rstd, sig]);
     return {
       value: y,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sx, sb, sg, sbe, sm, sr] = saved;
-        return tf.engine().runKernel(GROUP_NORM_SILU_GRAD, { dy, x: sx, bias: sb, gamma: sg, beta: sbe, mean: sm, rstd: sr }, { groups }) as tf.Tensor[];
+        const [sx, sb, sg, sbe, sm, sr, ss] = saved;
+        return tf.engine().runKernel(GROUP_NORM_SILU_GRAD, { dy, x: sx, bias: sb, gamma: sg, beta: sbe, mean: sm, rstd: sr, s: ss }, { groups }) as tf.Tensor[];
       },
     };
   });

@@ -24,7 +24,18 @@ export const WORKLOAD_LABELS: Record<WorkloadName, string> = {
 /** The outcome of timing one workload on one backend (or in PyTorch). */
 export type Measurement =
   /** `reps` timed steps after warm-up; seconds is their median. */
-  | { status: 'ok'; seconds: number; reps: number; times: number[]; firstSeconds: number; params?: number }
+  | {
+      status: 'ok';
+      seconds: number;
+      reps: number;
+      times: number[];
+      firstSeconds: number;
+      params?: number;
+      /** With rounds: each round's median (seconds is their median); the table prints their min–max. */
+      roundSeconds?: number[];
+      /** PyTorch: the thread count this result ran on (the faster of those tried). */
+      threads?: number;
+    }
   /** The first step alone took longer than the budget: that one step (warm-up included) is all there is. */
   | { status: 'capped'; seconds: number; reps: 1; budgetSeconds: number; params?: number }
   /** The backend could not run it (a missing kernel, a WebGPU limit...): the error message. */
@@ -138,6 +149,8 @@ export interface BenchTableInput {
   /** PyTorch's results per workload, or null when torch was not run; `torchLabel` heads its column. */
   torch: Partial<Record<WorkloadName, Measurement>> | null;
   torchLabel?: string;
+  /** Column heads per backend ("wasm (1 thread)"); the backend's name where absent. */
+  backendLabels?: Record<string, string>;
   /** Replaces {unetBatch} in the labels. */
   unetBatch: number;
 }
@@ -155,7 +168,7 @@ export function formatTable(t: BenchTableInput): string {
     return `[${k + 1}]`;
   };
   const torchCol = t.torch !== null;
-  const header = ['workload', ...t.backends, ...(torchCol ? [t.torchLabel ?? 'PyTorch'] : [])];
+  const header = ['workload', ...t.backends.map((b) => t.backendLabels?.[b] ?? b), ...(torchCol ? [t.torchLabel ?? 'PyTorch'] : [])];
   const lines = [`| ${header.join(' | ')} |`, `| ${header.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`];
   for (const w of t.workloads) {
     const ref = t.torch?.[w];
@@ -166,7 +179,9 @@ export function formatTable(t: BenchTableInput): string {
       switch (m.status) {
         case 'ok':
         case 'capped': {
-          const time = `${formatSeconds(m.seconds)}${m.status === 'capped' ? ' (1 step, capped)' : ''}`;
+          const spread = m.status === 'ok' && m.roundSeconds && m.roundSeconds.length > 1 ? ` [${formatSpread(m.roundSeconds)}]` : '';
+          const threads = m.status === 'ok' && m.threads !== undefined ? `, ${m.threads} thr` : '';
+          const time = `${formatSeconds(m.seconds)}${spread}${threads}${m.status === 'capped' ? ' (1 step, capped)' : ''}`;
           if (isTorch || refSeconds === undefined) return time;
           return `${time} (${formatRatio(m.seconds / refSeconds)})`;
         }
@@ -188,6 +203,7 @@ export function formatTable(t: BenchTableInput): string {
   const footer = notes.map((n, i) => `[${i + 1}] ${n}`);
   const legend = [
     ...(torchCol ? ["(r×) = this time / PyTorch's in the same run."] : []),
+    '[a–b]: the lowest and highest of the rounds\' medians (the time shown is their median); "n thr": the PyTorch thread count that was faster.',
     '"capped": the first step alone exceeded the time budget; its time includes warm-up. "killed": no step finished within the timeout.',
   ];
   return [...lines, '', ...legend, ...footer].join('\n').trimEnd() + '\n';
@@ -208,6 +224,10 @@ export interface BenchOptions {
   timeoutSeconds: number;
   unetBatch: number;
   torch: boolean;
+  /** Rounds of (every tfjs side, then PyTorch at each thread count), >= 1. */
+  rounds: number;
+  /** PyTorch runs at each of these thread counts; each workload reports the faster. */
+  torchThreads: number[];
   out: string;
 }
 
@@ -220,6 +240,8 @@ export const BENCH_DEFAULTS: BenchOptions = {
   timeoutSeconds: 900,
   unetBatch: 32,
   torch: true,
+  rounds: 3,
+  torchThreads: [1, 2],
   out: 'out/bench.json',
 };
 
@@ -232,6 +254,8 @@ export const BENCH_USAGE = `npm run bench -- [options]   (each option also as an
   --timeout S       BENCH_TIMEOUT_S   kill a workload after S seconds (default ${BENCH_DEFAULTS.timeoutSeconds})
   --unet-batch N    BENCH_UNET_BATCH  (default ${BENCH_DEFAULTS.unetBatch})
   --no-torch        BENCH_TORCH=0     skip PyTorch
+  --rounds N        BENCH_ROUNDS      rounds of tfjs then PyTorch, interleaved (default ${BENCH_DEFAULTS.rounds})
+  --torch-threads L BENCH_TORCH_THREADS  PyTorch thread counts to try, the faster is reported (default ${BENCH_DEFAULTS.torchThreads.join(',')})
   --out FILE        BENCH_OUT         (default ${BENCH_DEFAULTS.out})`;
 
 /** Parses argv (without node and the script) over env; throws an Error naming the bad option. */
@@ -246,6 +270,8 @@ export function parseBenchOptions(argv: string[], env: Record<string, string | u
     timeout: 'BENCH_TIMEOUT_S',
     'unet-batch': 'BENCH_UNET_BATCH',
     torch: 'BENCH_TORCH',
+    rounds: 'BENCH_ROUNDS',
+    'torch-threads': 'BENCH_TORCH_THREADS',
     out: 'BENCH_OUT',
   };
   for (const [k, e] of Object.entries(envNames)) if (env[e] !== undefined && env[e] !== '') raw[k] = env[e] as string;
@@ -278,6 +304,15 @@ export function parseBenchOptions(argv: string[], env: Record<string, string | u
     }
     return v;
   };
+  const threadList = (v: string | undefined): number[] => {
+    if (v === undefined) return [...BENCH_DEFAULTS.torchThreads];
+    const items = v.split(',').map((x) => x.trim()).filter(Boolean);
+    const nums = items.map(Number);
+    if (items.length === 0 || nums.some((n) => !Number.isInteger(n) || n < 1)) {
+      throw new Error(`--torch-threads must be a comma-separated list of integers >= 1, got ${JSON.stringify(v)}`);
+    }
+    return [...new Set(nums)];
+  };
   const torchRaw = raw.torch;
   if (torchRaw !== undefined && !['0', '1', 'true', 'false'].includes(torchRaw)) {
     throw new Error(`BENCH_TORCH must be 0, 1, true or false, got ${JSON.stringify(torchRaw)}`);
@@ -291,6 +326,91 @@ export function parseBenchOptions(argv: string[], env: Record<string, string | u
     timeoutSeconds: num('timeout', BENCH_DEFAULTS.timeoutSeconds, false),
     unetBatch: num('unet-batch', BENCH_DEFAULTS.unetBatch, true),
     torch: torchRaw === undefined ? true : torchRaw === '1' || torchRaw === 'true',
+    rounds: num('rounds', BENCH_DEFAULTS.rounds, true),
+    torchThreads: threadList(raw['torch-threads']),
     out: raw.out ?? BENCH_DEFAULTS.out,
   };
+}
+
+/** "0.91–1.52 s": the range of the rounds' medians, in the unit of the larger end. */
+export function formatSpread(xs: readonly number[]): string {
+  const lo = Math.min(...xs);
+  const hi = Math.max(...xs);
+  const unit = hi < 1e-3 ? 1e6 : hi < 1 ? 1e3 : 1;
+  const name = unit === 1e6 ? 'µs' : unit === 1e3 ? 'ms' : 's';
+  const sig = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+  return `${sig(lo * unit)}–${sig(hi * unit)} ${name}`;
+}
+
+/** One side of the bench, as the rounds run it: the tfjs backends and PyTorch at each thread count. */
+export type BenchSide = { kind: 'tfjs'; backend: BenchBackend } | { kind: 'torch'; threads: number };
+
+/**
+ * The order the bench runs its sides: round 1 all sides, round 2 all sides, ... (tfjs, PyTorch,
+ * tfjs, PyTorch, ...), so that a minute of extra load on the machine hits both sides alike
+ * instead of one side's whole measurement.
+ */
+export function roundSchedule(rounds: number, sides: readonly BenchSide[]): { round: number; side: BenchSide }[] {
+  checkPositiveInteger('rounds', rounds);
+  if (sides.length === 0) throw new Error('roundSchedule needs at least one side');
+  const out: { round: number; side: BenchSide }[] = [];
+  for (let round = 1; round <= rounds; round++) for (const side of sides) out.push({ round, side });
+  return out;
+}
+
+/**
+ * One measurement from the rounds of one (side, workload): when every round is 'ok', the median
+ * of the rounds' medians, with each round's median kept (roundSeconds) for the spread, the steps
+ * pooled and the first round's first step. When any round did not time steps, its outcome stands
+ * for the whole: a failure/unsupported/unavailable/timeout (the first such), else 'capped' with
+ * the median of the capped first steps.
+ */
+export function combineRounds(ms: readonly Measurement[]): Measurement {
+  if (ms.length === 0) throw new Error('combineRounds needs at least one round');
+  const bad = ms.find((m) => m.status !== 'ok' && m.status !== 'capped');
+  if (bad) return bad;
+  if (ms.some((m) => m.status === 'capped')) {
+    const capped = ms.filter((m): m is Extract<Measurement, { status: 'capped' }> => m.status === 'capped');
+    return { ...capped[0], seconds: median(ms.map((m) => (m as { seconds: number }).seconds)) };
+  }
+  const ok = ms as Extract<Measurement, { status: 'ok' }>[];
+  const roundSeconds = ok.map((m) => m.seconds);
+  const out: Measurement = {
+    status: 'ok',
+    seconds: median(roundSeconds),
+    reps: ok.reduce((n, m) => n + m.reps, 0),
+    times: ok.flatMap((m) => m.times),
+    firstSeconds: ok[0].firstSeconds,
+    roundSeconds,
+  };
+  if (ok[0].params !== undefined) out.params = ok[0].params;
+  return out;
+}
+
+/**
+ * PyTorch's result for one workload: of the thread counts tried, the one with the lowest combined
+ * median (only 'ok' results compete; with none, the first thread count's outcome), tagged with
+ * its thread count.
+ */
+export function fastestThreads(byThreads: readonly { threads: number; m: Measurement }[]): Measurement {
+  if (byThreads.length === 0) throw new Error('fastestThreads needs at least one thread count');
+  const ok = byThreads.filter((b) => b.m.status === 'ok');
+  if (ok.length === 0) return byThreads[0].m;
+  const best = ok.reduce((a, b) => ((b.m as { seconds: number }).seconds < (a.m as { seconds: number }).seconds ? b : a));
+  return { ...(best.m as Extract<Measurement, { status: 'ok' }>), threads: best.threads };
+}
+
+/** The variables the machine sets for old OpenBLAS builds, unset for the PyTorch process only. */
+export const TORCH_UNSET_ENV = ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'] as const;
+
+/** PyTorch's environment: `env` without TORCH_UNSET_ENV, and which of them were set (for the report). */
+export function torchEnv(env: Record<string, string | undefined>): { env: Record<string, string>; unset: string[] } {
+  const out: Record<string, string> = {};
+  const unset: string[] = [];
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined) continue;
+    if ((TORCH_UNSET_ENV as readonly string[]).includes(k)) unset.push(`${k}=${v}`);
+    else out[k] = v;
+  }
+  return { env: out, unset };
 }

@@ -7,6 +7,13 @@
  * Every (backend, workload) pair runs in its own child process: backends do not share a process
  * (WebGPU's Dawn threads, wasm's heap), a crash or a hard timeout loses one cell only, and a slow
  * cpu U-Net step can be killed. Timings are printed, never asserted: this is not a test.
+ *
+ * The sides run interleaved, in rounds (bench/core.ts roundSchedule): every tfjs backend, then
+ * PyTorch at each thread count of --torch-threads, then again, --rounds times; each cell is the
+ * median of its rounds' medians with their range, and PyTorch's the faster thread count's. On a
+ * shared machine the load swings 2-3x from minute to minute, and this spreads it over both sides.
+ * PyTorch runs without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (set here for old OpenBLAS builds);
+ * the report records which were unset.
  */
 import { spawn } from 'child_process';
 import * as fs from 'fs';
@@ -18,13 +25,18 @@ import {
   BENCH_USAGE,
   BenchBackend,
   BenchOptions,
+  BenchSide,
   Measurement,
   WORKLOAD_LABELS,
   WorkloadName,
+  combineRounds,
+  fastestThreads,
   formatSeconds,
   formatTable,
   measureSteps,
   parseBenchOptions,
+  roundSchedule,
+  torchEnv,
 } from './core';
 import { buildWorkload, tfjsParamCounts } from './workloads';
 
@@ -107,17 +119,17 @@ function runChild(backend: BenchBackend, workload: WorkloadName, o: BenchOptions
   });
 }
 
-/** PyTorch's results, or null with the reason when torch cannot be imported. */
-async function runTorch(o: BenchOptions): Promise<{ torch: string; threads: number; python: string; results: Record<string, Measurement> } | { error: string }> {
-  const cfg = { workloads: o.workloads, reps: o.reps, sampleReps: o.sampleReps, budgetSeconds: o.budgetSeconds, unetBatch: o.unetBatch, threads: os.cpus().length };
-  const out = await execCapture(PYTHON, [TORCH_SCRIPT, 'bench', JSON.stringify(cfg)], o.timeoutSeconds * o.workloads.length);
+/** PyTorch's results on `threads` threads, or the reason it failed; OPENBLAS_* unset (torchEnv). */
+async function runTorch(o: BenchOptions, threads: number): Promise<{ torch: string; threads: number; python: string; results: Record<string, Measurement> } | { error: string }> {
+  const cfg = { workloads: o.workloads, reps: o.reps, sampleReps: o.sampleReps, budgetSeconds: o.budgetSeconds, unetBatch: o.unetBatch, threads };
+  const out = await execCapture(PYTHON, [TORCH_SCRIPT, 'bench', JSON.stringify(cfg)], o.timeoutSeconds * o.workloads.length, torchEnv(process.env).env);
   if (out.code !== 0) return { error: `${PYTHON} ${path.basename(TORCH_SCRIPT)} failed (code ${out.code}): ${out.stderr.trim().split('\n').slice(-2).join(' / ')}` };
   return JSON.parse(out.stdout);
 }
 
-function execCapture(cmd: string, args: string[], timeoutSeconds: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function execCapture(cmd: string, args: string[], timeoutSeconds: number, env?: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -198,59 +210,86 @@ async function main(): Promise<void> {
   };
   console.error(`bench: ${machine.cpu}, ${machine.cores} cores, load ${machine.loadAverage1m}; backends ${o.backends.join(',')}; workloads ${o.workloads.join(',')}`);
 
-  // PyTorch first, then each backend; nothing runs in parallel.
+  // Rounds: every tfjs backend, then PyTorch at each thread count; nothing runs in parallel.
   let torch: Partial<Record<WorkloadName, Measurement>> | null = null;
   let torchInfo: Record<string, unknown> = {};
   let failures = 0;
+  let torchOk = false;
   if (o.torch) {
     const why = await torchImportable();
     if (why) {
       console.error(`bench: PyTorch skipped: ${why}`);
       torchInfo = { skipped: why };
     } else {
-      const r = await runTorch(o);
-      if ('error' in r) {
-        console.error(`bench: PyTorch FAILED: ${r.error}`);
-        torch = Object.fromEntries(o.workloads.map((w) => [w, { status: 'failed', error: r.error } as Measurement]));
-        failures++;
-      } else {
-        versions.torch = r.torch;
-        torchInfo = { threads: r.threads, python: r.python };
-        torch = r.results as Partial<Record<WorkloadName, Measurement>>;
-        // The ports must have exactly the TS models' parameter counts, or the comparison is void.
-        const tsCounts = tfjsParamCounts({ unetBatch: o.unetBatch });
-        for (const w of o.workloads) {
-          const m = torch[w];
-          const expected = tsCounts[w];
-          if (expected === undefined || !m || (m.status !== 'ok' && m.status !== 'capped')) continue;
-          if (m.params !== expected) {
-            const error = `parameter count mismatch: the PyTorch port has ${m.params}, the tfjs model ${expected}; fix bench/torch_bench.py`;
-            console.error(`bench: PyTorch ${w} FAILED: ${error}`);
-            torch[w] = { status: 'failed', error };
-            failures++;
-          }
+      torchOk = true;
+    }
+  }
+  const sides: BenchSide[] = [
+    ...o.backends.map((backend) => ({ kind: 'tfjs' as const, backend })),
+    ...(torchOk ? o.torchThreads.map((threads) => ({ kind: 'torch' as const, threads })) : []),
+  ];
+  const tfjsRounds: Record<string, Partial<Record<WorkloadName, Measurement[]>>> = {};
+  const torchRounds: Record<number, Partial<Record<WorkloadName, Measurement[]>>> = {};
+  const push = (into: Partial<Record<WorkloadName, Measurement[]>>, w: WorkloadName, m: Measurement) => (into[w] ??= []).push(m);
+  const backendDetails: Record<string, unknown> = {};
+  const unavailable: Record<string, Measurement> = {};
+  for (const { round, side } of roundSchedule(o.rounds, sides)) {
+    if (side.kind === 'tfjs') {
+      const b = side.backend;
+      tfjsRounds[b] ??= {};
+      for (const w of o.workloads) {
+        if (unavailable[b]) {
+          push(tfjsRounds[b], w, unavailable[b]);
+          continue;
         }
+        const r = await runChild(b, w, o);
+        push(tfjsRounds[b], w, r.measurement);
+        if (r.backend) backendDetails[b] = r.backend;
+        if (r.measurement.status === 'unavailable') unavailable[b] = r.measurement;
+        console.error(`bench: round ${round} ${b} ${w}: ${describe(r.measurement)}`);
+      }
+    } else {
+      torchRounds[side.threads] ??= {};
+      const r = await runTorch(o, side.threads);
+      for (const w of o.workloads) {
+        const m = 'error' in r ? ({ status: 'failed', error: r.error } as Measurement) : (r.results[w] as Measurement);
+        push(torchRounds[side.threads], w, m);
+        console.error(`bench: round ${round} PyTorch ${side.threads} thread(s) ${w}: ${describe(m)}`);
+      }
+      if (!('error' in r)) {
+        versions.torch = r.torch;
+        torchInfo = { python: r.python };
       }
     }
   }
 
   const results: Record<string, Partial<Record<WorkloadName, Measurement>>> = {};
-  const backendDetails: Record<string, unknown> = {};
   for (const b of o.backends) {
     results[b] = {};
-    let unavailable: Measurement | undefined;
     for (const w of o.workloads) {
-      if (unavailable) {
-        results[b][w] = unavailable;
-        continue;
-      }
-      const r = await runChild(b, w, o);
-      results[b][w] = r.measurement;
-      if (r.backend) backendDetails[b] = r.backend;
-      if (r.measurement.status === 'unavailable') unavailable = r.measurement;
-      if (r.measurement.status === 'failed') failures++;
-      console.error(`bench: ${b} ${w}: ${describe(r.measurement)}`);
+      const m = combineRounds(tfjsRounds[b][w] ?? []);
+      results[b][w] = m;
+      if (m.status === 'failed') failures++;
     }
+  }
+  if (torchOk) {
+    torch = {};
+    // The ports must have exactly the TS models' parameter counts, or the comparison is void.
+    const tsCounts = tfjsParamCounts({ unetBatch: o.unetBatch });
+    for (const w of o.workloads) {
+      let m = fastestThreads(o.torchThreads.map((threads) => ({ threads, m: combineRounds(torchRounds[threads][w] ?? []) })));
+      const expected = tsCounts[w];
+      if (expected !== undefined && (m.status === 'ok' || m.status === 'capped') && m.params !== expected) {
+        const error = `parameter count mismatch: the PyTorch port has ${m.params}, the tfjs model ${expected}; fix bench/torch_bench.py`;
+        console.error(`bench: PyTorch ${w} FAILED: ${error}`);
+        m = { status: 'failed', error };
+      }
+      if (m.status === 'failed') failures++;
+      torch[w] = m;
+    }
+    const unset = torchEnv(process.env).unset;
+    torchInfo = { ...torchInfo, threadsTried: o.torchThreads, unsetEnv: unset, note: `PyTorch ran with ${unset.length ? `${unset.join(', ')} unset` : 'no OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE set (nothing to unset)'}` };
+    console.error(`bench: ${torchInfo.note as string}`);
   }
 
   const table = formatTable({
@@ -258,8 +297,14 @@ async function main(): Promise<void> {
     backends: o.backends,
     results,
     torch,
-    torchLabel: torch ? `PyTorch ${versions.torch ?? ''} (${(torchInfo.threads as number) ?? '?'} threads)`.replace('  ', ' ') : undefined,
+    torchLabel: torch ? `PyTorch ${versions.torch ?? ''} (faster of ${o.torchThreads.join(', ')} threads)`.replace('  ', ' ') : undefined,
     unetBatch: o.unetBatch,
+    backendLabels: Object.fromEntries(
+      Object.entries(backendDetails).flatMap(([b, d]) => {
+        const wasm = (d as ReturnType<typeof backendInfo>).wasm;
+        return wasm ? [[b, `${b} (${wasm.threadCount} thread${wasm.threadCount === 1 ? '' : 's'}${wasm.simd ? ', SIMD' : ''})`]] : [];
+      }),
+    ),
   });
   const report = {
     date,

@@ -9,7 +9,21 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { MlpDenoiser, UNetDenoiser } from '../lib';
-import { BENCH_DEFAULTS, Measurement, formatTable, measureSteps, median, parseBenchOptions, repsWithinBudget, stepsRunner } from '../bench/core';
+import {
+  BENCH_DEFAULTS,
+  Measurement,
+  combineRounds,
+  fastestThreads,
+  formatSpread,
+  formatTable,
+  measureSteps,
+  median,
+  parseBenchOptions,
+  repsWithinBudget,
+  roundSchedule,
+  stepsRunner,
+  torchEnv,
+} from '../bench/core';
 import { expectClose, expectRejects } from './support';
 
 describe('bench: pure parts', () => {
@@ -87,6 +101,75 @@ describe('bench: pure parts', () => {
     expect(() => parseBenchOptions(['--reps', '1.5'], {})).to.throw(/--reps must be an integer > 0, got "1.5"/);
     expect(() => parseBenchOptions(['--fast'], {})).to.throw(/unknown option "--fast"/);
     expect(() => parseBenchOptions([], { BENCH_TORCH: 'maybe' })).to.throw(/BENCH_TORCH must be 0, 1, true or false, got "maybe"/);
+    const r = parseBenchOptions(['--rounds', '5'], { BENCH_TORCH_THREADS: '2,1,2' });
+    expect(r.rounds).to.equal(5);
+    expect(r.torchThreads).to.deep.equal([2, 1]);
+    expect(() => parseBenchOptions(['--rounds', '0'], {})).to.throw(/--rounds must be an integer > 0, got "0"/);
+    expect(() => parseBenchOptions(['--torch-threads', '1,x'], {})).to.throw(/--torch-threads must be a comma-separated list of integers >= 1, got "1,x"/);
+  });
+
+  it('roundSchedule interleaves the sides: round 1 every side, round 2 every side, ... (tfjs, PyTorch, tfjs, PyTorch)', () => {
+    const sides = [{ kind: 'tfjs', backend: 'wasm' }, { kind: 'torch', threads: 1 }, { kind: 'torch', threads: 2 }] as const;
+    const order = roundSchedule(3, sides).map(({ round, side }) => `${round}:${side.kind === 'tfjs' ? side.backend : `torch${side.threads}`}`);
+    expect(order).to.deep.equal(['1:wasm', '1:torch1', '1:torch2', '2:wasm', '2:torch1', '2:torch2', '3:wasm', '3:torch1', '3:torch2']);
+    expect(() => roundSchedule(0, sides)).to.throw(/rounds must be an integer >= 1, got 0/);
+    expect(() => roundSchedule(2, [])).to.throw(/at least one side/);
+  });
+
+  const okRound = (times: number[], extra: Partial<Measurement> = {}): Measurement =>
+    ({ status: 'ok', seconds: median(times), reps: times.length, times, firstSeconds: 9, ...extra }) as Measurement;
+
+  it('combineRounds: the median of the rounds\' medians, each round\'s median kept for the spread, steps pooled', () => {
+    // Round medians 2, 5 and 3 (a loaded minute in round 2): the result is 3, not the pooled median.
+    const m = combineRounds([okRound([1, 2, 3], { params: 7 }), okRound([5, 5, 6]), okRound([3, 3, 4])]);
+    expect(m).to.deep.equal({ status: 'ok', seconds: 3, reps: 9, times: [1, 2, 3, 5, 5, 6, 3, 3, 4], firstSeconds: 9, roundSeconds: [2, 5, 3], params: 7 });
+    // A round that did not time steps stands for the whole: the first failure, else capped.
+    const failed: Measurement = { status: 'failed', error: 'boom' };
+    expect(combineRounds([okRound([1]), failed, { status: 'unsupported', error: 'x' }])).to.equal(failed);
+    const capped = combineRounds([okRound([30]), { status: 'capped', seconds: 25, reps: 1, budgetSeconds: 20 }, okRound([40])]);
+    expect(capped).to.deep.equal({ status: 'capped', seconds: 30, reps: 1, budgetSeconds: 20 });
+    expect(() => combineRounds([])).to.throw(/at least one round/);
+  });
+
+  it('fastestThreads: the thread count with the lower combined median wins, and is recorded', () => {
+    const one = combineRounds([okRound([0.4]), okRound([0.5]), okRound([0.45])]);
+    const two = combineRounds([okRound([0.3]), okRound([0.6]), okRound([0.35])]);
+    const best = fastestThreads([{ threads: 1, m: one }, { threads: 2, m: two }]);
+    expect(best.status).to.equal('ok');
+    expect((best as { threads: number }).threads).to.equal(2);
+    expect((best as { seconds: number }).seconds).to.equal(0.35);
+    // A failed thread count never wins; with no ok one the first outcome stands.
+    const failed: Measurement = { status: 'failed', error: 'x' };
+    expect((fastestThreads([{ threads: 1, m: failed }, { threads: 2, m: one }]) as { threads: number }).threads).to.equal(2);
+    expect(fastestThreads([{ threads: 1, m: failed }, { threads: 2, m: { status: 'unsupported', error: 'y' } }])).to.equal(failed);
+  });
+
+  it('torchEnv unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for PyTorch only and says which were set', () => {
+    const env = { PATH: '/usr/bin', OPENBLAS_CORETYPE: 'Haswell', OPENBLAS_L2_SIZE: '524288', OPENBLAS_NUM_THREADS: '2', EMPTY: undefined };
+    const r = torchEnv(env);
+    expect(r.env).to.deep.equal({ PATH: '/usr/bin', OPENBLAS_NUM_THREADS: '2' });
+    expect(r.unset).to.deep.equal(['OPENBLAS_CORETYPE=Haswell', 'OPENBLAS_L2_SIZE=524288']);
+    expect(env.OPENBLAS_CORETYPE, 'the caller\'s environment is untouched').to.equal('Haswell');
+    expect(torchEnv({ PATH: '/bin' }).unset).to.deep.equal([]);
+  });
+
+  it('formatTable: a cell over rounds shows the range of the round medians, PyTorch its thread count, backends their label', () => {
+    const wasm = combineRounds([okRound([2.1]), okRound([2.9]), okRound([2.5])]);
+    const torch = fastestThreads([{ threads: 2, m: combineRounds([okRound([0.4]), okRound([0.5]), okRound([0.45])]) }]);
+    const table = formatTable({
+      workloads: ['unet'],
+      backends: ['wasm'],
+      backendLabels: { wasm: 'wasm (1 thread, SIMD)' },
+      results: { wasm: { unet: wasm } },
+      torch: { unet: torch },
+      torchLabel: 'PyTorch',
+      unetBatch: 32,
+    });
+    const lines = table.split('\n');
+    expect(lines[0]).to.equal('| workload | wasm (1 thread, SIMD) | PyTorch |');
+    // 2.5 / 0.45 = 5.56
+    expect(lines[2]).to.equal('| UNetDenoiser (MNIST default), batch 32: Adam step | 2.50 s [2.10–2.90 s] (5.56×) | 450 ms [400–500 ms], 2 thr |');
+    expect(formatSpread([0.0004, 0.0012])).to.equal('0.40–1.20 ms');
   });
 
   it('formatTable: times with the ratio to PyTorch, capped cells marked, errors as numbered notes', () => {

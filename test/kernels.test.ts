@@ -10,6 +10,8 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { UNetDenoiser, linearSchedule, useBestBackend } from '../lib';
+import { groupNormSilu } from '../lib/models/layers';
+import { GROUP_NORM_SILU, GROUP_NORM_SILU_GRAD } from '../lib/runtime/kernels';
 import { simpleLossUnchecked } from '../lib/diffusion/loss';
 import { expectClose, useCpu } from './support';
 
@@ -275,7 +277,7 @@ describe('wasm kernels (lib/runtime/kernels/wasm.ts) against the cpu backend', f
 describe('kernel registration (lib/runtime/kernels/index.ts)', function () {
   this.timeout(60000);
 
-  it('importing lib/runtime/kernels registers no kernel; registerKernels() registers the Adam step for cpu, wasm and webgpu, and GroupNorm for webgpu', () => {
+  it('importing lib/runtime/kernels registers no kernel; registerKernels() registers the Adam step for cpu, wasm and webgpu, and the fused GroupNorm for wasm (forward, backward) and webgpu', () => {
     // A fresh process: in this one, earlier tests have registered everything already.
     const script = `
       const tf = require('@tensorflow/tfjs');
@@ -287,8 +289,9 @@ describe('kernel registration (lib/runtime/kernels/index.ts)', function () {
       k.registerKernels();
       const adamAfterCall = ['cpu', 'wasm', 'webgpu'].filter((b) => tf.getKernel(k.ADAM_UPDATE, b));
       const filter = Boolean(tf.getKernel('Conv2DBackpropFilter', 'wasm'));
+      const norms = [k.GROUP_NORM_SILU, k.GROUP_NORM_SILU_GRAD].map((n) => Boolean(tf.getKernel(n, 'wasm'))).concat(Boolean(tf.getKernel(k.GROUP_NORM, 'webgpu')));
       k.registerKernels();
-      console.log(JSON.stringify({ before, afterImport, adamAfterImport, adamAfterCall, filter, again: count() }));`;
+      console.log(JSON.stringify({ before, afterImport, adamAfterImport, adamAfterCall, filter, norms, again: count() }));`;
     const out = execFileSync(process.execPath, ['--require', 'tsx/cjs', '-e', script], {
       cwd: path.resolve(__dirname, '..'),
       encoding: 'utf8',
@@ -299,8 +302,185 @@ describe('kernel registration (lib/runtime/kernels/index.ts)', function () {
     expect(seen.adamAfterImport, 'backends with the Adam kernel after the import').to.deep.equal([]);
     expect(seen.adamAfterCall, 'backends with the Adam kernel after registerKernels()').to.deep.equal(['cpu', 'wasm', 'webgpu']);
     expect(seen.filter, 'Conv2DBackpropFilter for wasm after registerKernels()').to.equal(true);
-    // Idempotent: a second call adds nothing.
+    expect(seen.norms, 'GroupNorm-SiLU forward and backward for wasm, GroupNorm for webgpu').to.deep.equal([true, true, true]);
+    // Idempotent: a second call adds nothing. cpu: Adam; wasm: Adam, Conv2DBackpropFilter and the two
+    // GroupNorm-SiLU kernels; webgpu: Adam and GroupNorm.
     const [cpu, wasm, webgpu] = seen.before.split(',').map(Number);
-    expect(seen.again, 'kernels per backend after a second registerKernels()').to.equal(`${cpu + 1},${wasm + 2},${webgpu + 2}`);
+    expect(seen.again, 'kernels per backend after a second registerKernels()').to.equal(`${cpu + 1},${wasm + 4},${webgpu + 2}`);
   });
+});
+interface NormCase {
+  x: [number, number, number, number];
+  groups: number;
+  bias: boolean;
+  /** Added to every x: GroupNorm must not lose precision to a large mean. */
+  offset: number;
+}
+
+const NORM_CASES: NormCase[] = [
+  { x: [2, 5, 4, 8], groups: 2, bias: true, offset: 0 },
+  { x: [3, 4, 4, 6], groups: 3, bias: false, offset: 0 },
+  { x: [1, 7, 3, 4], groups: 1, bias: true, offset: 0 },
+  // One channel per group (instance norm); a per-channel bias would be normalised away, so none.
+  { x: [2, 3, 3, 4], groups: 4, bias: false, offset: 0 },
+  { x: [2, 3, 3, 4], groups: 2, bias: true, offset: 0 },
+  { x: [2, 6, 6, 16], groups: 8, bias: true, offset: 50 },
+];
+
+/** y and the gradients of sum(y dy) in x, bias, gamma and beta for a fixed, non-constant dy. */
+function normGrads(c: NormCase): Record<'y' | 'dx' | 'dbias' | 'dgamma' | 'dbeta', Float32Array> {
+  return tf.tidy(() => {
+    const [n, , , ch] = c.x;
+    const x = tf.add(tf.tensor4d(values(size(c.x), 41), c.x), c.offset) as tf.Tensor4D;
+    const bias = tf.tensor2d(values(n * ch, 42), [n, ch]);
+    const gamma = tf.add(tf.tensor1d(values(ch, 43)), 1);
+    const beta = tf.tensor1d(values(ch, 44));
+    const dy = tf.tensor4d(values(size(c.x), 45), c.x);
+    const f = (a: tf.Tensor, b: tf.Tensor, g: tf.Tensor, be: tf.Tensor) =>
+      groupNormSilu(a as tf.Tensor4D, g, be, c.groups, c.bias ? (b as tf.Tensor2D) : undefined);
+    const y = f(x, bias, gamma, beta);
+    const read = (t: tf.Tensor) => t.dataSync() as Float32Array;
+    if (!c.bias) {
+      const [dx, dgamma, dbeta] = tf.grads((a: tf.Tensor, g: tf.Tensor, be: tf.Tensor) => f(a, bias, g, be))([x, gamma, beta], dy);
+      return { y: read(y), dx: read(dx), dbias: new Float32Array(0), dgamma: read(dgamma), dbeta: read(dbeta) };
+    }
+    const [dx, dbias, dgamma, dbeta] = tf.grads(f)([x, bias, gamma, beta], dy);
+    return { y: read(y), dx: read(dx), dbias: read(dbias), dgamma: read(dgamma), dbeta: read(dbeta) };
+  });
+}
+
+describe('fused GroupNorm-SiLU kernels (lib/runtime/kernels/groupnorm.ts) against the cpu backend\'s unfused ops', function () {
+  this.timeout(60000);
+
+  after(useCpu);
+
+  it('is used on wasm (one forward and one backward kernel, no Mean or Sum) and not on cpu', async () => {
+    const kernelsOf = async () => {
+      const x = tf.tensor4d(values(2 * 4 * 4 * 4, 1), [2, 4, 4, 4]);
+      const g = tf.ones([4]);
+      const b = tf.zeros([4]);
+      const info = await tf.profile(() => tf.grads((a: tf.Tensor) => groupNormSilu(a as tf.Tensor4D, g, b, 2))([x]));
+      tf.dispose([x, g, b, ...(info.result as tf.Tensor[])]);
+      return info.kernels.map((k) => k.name);
+    };
+    await useBestBackend({ prefer: 'wasm' });
+    const wasm = await kernelsOf();
+    expect(wasm.filter((k) => k === GROUP_NORM_SILU), 'forward kernels on wasm').to.have.length(1);
+    expect(wasm.filter((k) => k === GROUP_NORM_SILU_GRAD), 'backward kernels on wasm').to.have.length(1);
+    expect(wasm.filter((k) => k === 'Mean' || k === 'Sum'), 'reductions on wasm').to.have.length(0);
+    await useCpu();
+    const cpu = await kernelsOf();
+    expect(cpu.filter((k) => k.startsWith('DiffusionGroupNorm')), 'fused kernels on cpu').to.have.length(0);
+    expect(cpu, 'the unfused ops on cpu').to.include('Mean');
+  });
+
+  for (const c of NORM_CASES) {
+    it(`forward and the gradients in x, bias, gamma, beta match cpu: x [${c.x}], ${c.groups} groups, ${c.bias ? 'with' : 'without'} bias, offset ${c.offset}`, async () => {
+      const cpu = await on('cpu', () => normGrads(c));
+      await on('wasm', () => undefined);
+      const tensors = tf.memory().numTensors;
+      const buffers = backendBuffers();
+      const wasm = await on('wasm', () => normGrads(c));
+      expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
+      expect(backendBuffers(), 'wasm buffers left behind').to.equal(buffers);
+      // cpu's float32 moments and gradient sums run over up to N H W C / G = 216 terms, each with
+      // relative rounding 6e-8, and x's offset of 50 costs log2(50) ~ 6 bits more in z - mean on
+      // cpu: 1e-5 of each output's largest entry (times 64 with the offset) covers both.
+      const rel = (c.offset > 0 ? 64 : 1) * 1e-5;
+      for (const key of ['y', 'dx', 'dbias', 'dgamma', 'dbeta'] as const) {
+        if (key === 'dbias' && !c.bias) continue;
+        const scale = Math.max(...Array.from(cpu[key], Math.abs));
+        expect(scale, `${key} is not trivially zero`).to.be.greaterThan(1e-3);
+        expectClose(wasm[key], cpu[key], rel * scale, 0, key);
+      }
+    });
+  }
+
+  it('rejects a bias of the wrong shape and groups that do not divide the channels, naming them', async () => {
+    await useBestBackend({ prefer: 'wasm' });
+    const x = tf.zeros([2, 3, 3, 4]) as tf.Tensor4D;
+    const g = tf.ones([4]);
+    const b = tf.zeros([4]);
+    const wrongBias = tf.zeros([2, 3]) as tf.Tensor2D;
+    expect(() => groupNormSilu(x, g, b, 2, wrongBias)).to.throw(/bias must have shape \[2, 4\].*got \[2,3\]/);
+    expect(() => groupNormSilu(x, g, b, 3)).to.throw(/groups must divide the 4 channels, got 3/);
+    expect(() => tf.engine().runKernel(GROUP_NORM_SILU, { x, bias: wrongBias, gamma: g, beta: b }, { groups: 2, eps: 1e-5 })).to.throw(
+      /DiffusionGroupNormSilu: bias must have shape \[2,4\], got \[2,3\]/,
+    );
+    tf.dispose([x, g, b, wrongBias]);
+  });
+});
+
+describe('wasm Sum over leading axes and SplitV (lib/runtime/kernels/layout.ts) against the cpu backend', function () {
+  this.timeout(60000);
+
+  after(useCpu);
+
+  const SUM_CASES: { shape: number[]; axis: number | number[]; keepDims: boolean }[] = [
+    { shape: [4, 5, 6, 7], axis: [0, 1, 2], keepDims: false },
+    { shape: [4, 5, 6, 7], axis: [2, 0, 1], keepDims: true },
+    { shape: [9, 13], axis: 0, keepDims: false },
+    { shape: [3, 4, 5], axis: [-3, -2], keepDims: false },
+    // Not leading axes: the package's own kernel, still checked.
+    { shape: [4, 5, 6], axis: [1, 2], keepDims: false },
+  ];
+  for (const c of SUM_CASES) {
+    it(`sum of x [${c.shape}] over axis ${JSON.stringify(c.axis)} (keepDims ${c.keepDims}) matches cpu, leaving no buffer behind`, async () => {
+      const reduce = () => tf.tidy(() => {
+        const y = tf.sum(tf.tensor(values(size(c.shape), 51), c.shape), c.axis, c.keepDims);
+        return { shape: y.shape, data: y.dataSync() as Float32Array };
+      });
+      const cpu = await on('cpu', reduce);
+      const buffers = await on('wasm', backendBuffers);
+      const wasm = await on('wasm', reduce);
+      expect(wasm.shape, 'shape').to.deep.equal(cpu.shape);
+      // Sums of up to 120 terms of magnitude <= 1.5 in float32 on cpu: 120 * 1.5 * 6e-8 ~ 1e-5.
+      expectClose(wasm.data, cpu.data, 2e-5, 0, 'sum');
+      expect(backendBuffers(), 'wasm buffers left behind').to.equal(buffers);
+    });
+  }
+
+  it('gradients of a sum over leading axes (the bias gradient of a conv) match cpu', async () => {
+    const grad = () => tf.tidy(() => {
+      const bias = tf.tensor1d(values(6, 52));
+      const dy = tf.tensor4d(values(2 * 3 * 4 * 6, 53), [2, 3, 4, 6]);
+      const x = tf.tensor4d(values(2 * 3 * 4 * 6, 54), [2, 3, 4, 6]);
+      return tf.grad((b: tf.Tensor) => tf.add(x, b))(bias, dy).dataSync() as Float32Array;
+    });
+    const cpu = await on('cpu', grad);
+    const wasm = await on('wasm', grad);
+    expectClose(wasm, cpu, 1e-5, 0, 'bias gradient');
+  });
+
+  const SPLIT_CASES: { shape: number[]; sizes: number | number[]; axis: number }[] = [
+    { shape: [2, 3, 4, 40], sizes: [16, 24], axis: 3 },
+    { shape: [2, 3, 4, 200], sizes: [72, 128], axis: -1 },
+    { shape: [2, 6, 5], sizes: 3, axis: 1 },
+    { shape: [4, 3, 2], sizes: [1, -1], axis: 0 },
+  ];
+  for (const c of SPLIT_CASES) {
+    it(`split of x [${c.shape}] into ${JSON.stringify(c.sizes)} on axis ${c.axis} matches cpu exactly, and the concat's gradient does too`, async () => {
+      const split = () => tf.tidy(() => {
+        const x = tf.tensor(values(size(c.shape), 55), c.shape);
+        const parts = tf.split(x, c.sizes, c.axis);
+        return parts.map((p) => ({ shape: p.shape, data: p.dataSync() as Float32Array }));
+      });
+      const concatGrad = () => tf.tidy(() => {
+        const a = tf.tensor4d(values(2 * 3 * 3 * 5, 56), [2, 3, 3, 5]);
+        const b = tf.tensor4d(values(2 * 3 * 3 * 7, 57), [2, 3, 3, 7]);
+        const dy = tf.tensor4d(values(2 * 3 * 3 * 12, 58), [2, 3, 3, 12]);
+        return tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.concat([p, q], 3))([a, b], dy).map((g) => g.dataSync() as Float32Array);
+      });
+      const cpu = await on('cpu', split);
+      const cpuGrad = await on('cpu', concatGrad);
+      const buffers = await on('wasm', backendBuffers);
+      const wasm = await on('wasm', split);
+      const wasmGrad = await on('wasm', concatGrad);
+      expect(wasm.map((p) => p.shape), 'shapes').to.deep.equal(cpu.map((p) => p.shape));
+      // A split copies: bit for bit.
+      wasm.forEach((p, i) => expectClose(p.data, cpu[i].data, 0, 0, `part ${i}`));
+      wasmGrad.forEach((g, i) => expectClose(g, cpuGrad[i], 0, 0, `concat gradient ${i}`));
+      expect(backendBuffers(), 'wasm buffers left behind').to.equal(buffers);
+    });
+  }
 });

@@ -7,7 +7,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { deriveSeed } from '../diffusion/random';
 import { checkInteger, checkNumber } from '../diffusion/validate';
-import { fusedGroupNorm } from '../runtime/kernels/groupnorm';
+import { fusedGroupNormSilu, hasGroupNormSiluKernel } from '../runtime/kernels/groupnorm';
+import { fusedGroupNorm } from '../runtime/kernels/groupnorm-webgpu';
 
 /**
  * How a kernel is initialised: He (fan-in) or Glorot (fan-average) scaling, normal or uniform, or
@@ -188,8 +189,9 @@ function checkGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, group
 
 /**
  * silu(groupNorm(x + bias)) (or without the SiLU when opts.silu is false), bias [batch, channels]
- * optional: the U-Net's "GroupNorm -> SiLU" with the time bias added first. One webgpu dispatch
- * when no gradient is recorded (lib/runtime/kernels/groupnorm.ts), else groupNorm and silu above.
+ * optional: the U-Net's "GroupNorm -> SiLU" with the time bias added first. On wasm one kernel
+ * forward and one backward (groupNormSilu below); on webgpu one dispatch when no gradient is
+ * recorded (lib/runtime/kernels/groupnorm-webgpu.ts); elsewhere groupNorm and silu above.
  */
 export function groupNormAct(
   x: tf.Tensor4D,
@@ -205,6 +207,8 @@ export function groupNormAct(
   if (opts.bias && (opts.bias.rank !== 2 || opts.bias.shape[0] !== batch || opts.bias.shape[1] !== channels)) {
     throw new Error(`bias must have shape [${batch}, ${channels}], got [${opts.bias.shape}]`);
   }
+  // wasm: one kernel forward and one backward (gradients too); webgpu: one dispatch when no gradient is recorded
+  if (act && hasGroupNormSiluKernel() && x.dtype === 'float32') return groupNormSilu(x, gamma, beta, groups, opts.bias, eps);
   const fused = fusedGroupNorm(x, gamma, beta, groups, eps, act, opts.bias);
   if (fused) return fused;
   return tf.tidy(() => {
@@ -212,6 +216,33 @@ export function groupNormAct(
     const y = groupNorm(input as tf.Tensor4D, gamma, beta, groups, eps);
     return act ? silu(y) : y;
   });
+}
+
+/**
+ * silu(groupNorm(x + bias)): GroupNorm with its scale/shift, after an optional per-(example,
+ * channel) bias [batch, channels] (the U-Net's time embedding), then SiLU. Where the backend has
+ * the fused kernels (wasm) this is one kernel forward and one backward; elsewhere the same ops as
+ * written out, whose numbers it matches to float32 rounding.
+ */
+export function groupNormSilu(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, groups: number, bias?: tf.Tensor2D, eps = 1e-5): tf.Tensor4D {
+  if (x.rank !== 4) throw new Error(`x must have shape [batch, height, width, channels], got [${x.shape}]`);
+  const [batch, , , channels] = x.shape;
+  if (bias !== undefined && (bias.rank !== 2 || bias.shape[0] !== batch || bias.shape[1] !== channels)) {
+    throw new Error(`bias must have shape [${batch}, ${channels}] (batch, channels), got [${bias.shape}]`);
+  }
+  if (!hasGroupNormSiluKernel() || x.dtype !== 'float32') {
+    return tf.tidy(() => silu(groupNorm(bias ? (tf.add(x, tf.reshape(bias, [batch, 1, 1, channels])) as tf.Tensor4D) : x, gamma, beta, groups, eps)));
+  }
+  // The same argument checks as the unfused path, before any work.
+  checkInteger('groups', groups, 1, channels);
+  if (channels % groups !== 0) throw new Error(`groups must divide the ${channels} channels, got ${groups}`);
+  if (gamma.size !== channels || beta.size !== channels) {
+    throw new Error(`gamma and beta must have shape [${channels}], got [${gamma.shape}] and [${beta.shape}]`);
+  }
+  checkNumber('eps', eps, 0, Infinity, { lo: true });
+  return tf.tidy(() =>
+    fusedGroupNormSilu(x, bias ?? tf.zeros([batch, channels]), tf.reshape(gamma, [channels]), tf.reshape(beta, [channels]), groups, eps),
+  );
 }
 
 /**

@@ -1,13 +1,15 @@
 /**
  * Kernels the library adds to TensorFlow.js backends: the wasm backend's missing and faster
- * kernels (./wasm), the one-kernel Adam step on cpu, wasm (./adam) and webgpu (./webgpu), and
- * GroupNorm (+ bias, + SiLU) as one webgpu dispatch (./groupnorm).
+ * kernels (./wasm, ./layout), the one-kernel Adam step on cpu, wasm (./adam) and webgpu (./webgpu),
+ * GroupNorm (+ bias, + SiLU) as one kernel forward and one backward on wasm (./groupnorm), and as
+ * one webgpu dispatch for inference (./groupnorm-webgpu).
  * Importing this module registers nothing; registerKernels() does, and lib/runtime/backend.ts
  * calls it whenever it sets a backend up. No backend package is loaded here.
  */
 import { registerAdamKernels } from './adam';
+import { registerGroupNormKernels } from './groupnorm';
+import { registerGroupNormKernel } from './groupnorm-webgpu';
 import { registerWasmKernels } from './wasm';
-import { registerGroupNormKernel } from './groupnorm';
 import { registerWebgpuKernels } from './webgpu';
 
 /**
@@ -19,9 +21,11 @@ export function registerKernels(): void {
   registerAdamKernels();
   registerWebgpuKernels();
   registerGroupNormKernel();
+  registerGroupNormKernels();
 }
 
 export { registerWasmKernels, wasmKernelsInstalled } from './wasm';
 export { ADAM_UPDATE, hasAdamKernel, registerAdamKernels } from './adam';
 export { adamVariablesPerDispatch, countDispatches, registerWebgpuKernels } from './webgpu';
-export { GROUP_NORM, fusedGroupNorm, registerGroupNormKernel } from './groupnorm';
+export { GROUP_NORM, fusedGroupNorm, registerGroupNormKernel } from './groupnorm-webgpu';
+export { GROUP_NORM_SILU, GROUP_NORM_SILU_GRAD, registerGroupNormKernels } from './groupnorm';

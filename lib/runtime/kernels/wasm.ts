@@ -16,6 +16,8 @@
  *   batched product to a naive scalar loop, 20x slower than XNNPACK): the operand is transposed
  *   explicitly, and a batched product with a broadcast or per-example operand is split into one
  *   XNNPACK product per batch entry when that is cheaper.
+ * - Sum over leading axes (bias gradients) and SplitV (the concat's gradient): one pass over the
+ *   heap instead of a transpose or strided slices (lib/runtime/kernels/layout.ts).
  *
  * Registration: registerWasmKernels() adds Conv2DBackpropFilter at once (the wasm package has no
  * such kernel, so nothing conflicts), and wraps the package's own kernels as soon as the package is
@@ -24,6 +26,7 @@
  * should call registerWasmKernels() afterwards.
  */
 import * as tf from '@tensorflow/tfjs';
+import { splitVRows, sumLeading } from './layout';
 
 type Info = tf.TensorInfo;
 
@@ -315,6 +318,8 @@ export function registerWasmKernels(opts: { wrap?: boolean } = {}): void {
     _FusedMatMul: (o) => wrapMatMul('_FusedMatMul', o),
     Identity: (o) => shareBuffer(o, () => true),
     Cast: (o) => shareBuffer(o, (x, attrs) => attrs.dtype === x.dtype),
+    Sum: (o) => sumLeading(o),
+    SplitV: (o) => splitVRows(o),
   };
   for (const [name, wrap] of Object.entries(wrappers)) {
     if (originals.has(name)) continue;

@@ -60,12 +60,12 @@ describe('FusedAdam (lib/training/optim.ts)', function () {
   for (const backend of ['cpu', 'wasm'] as const) {
     it(`matches tf.train.adam over 20 steps on ${backend} (one-kernel update), leaving no tensor behind`, async () => {
       if (backend === 'wasm') await useBestBackend({ prefer: 'wasm' });
-      expect(tf.getKernel(ADAM_UPDATE, backend), `the Adam kernel on ${backend}`).to.not.equal(undefined);
       const reference = tf.train.adam(0.01);
       const expected = train(reference, 20);
       reference.dispose();
       const before = tf.memory().numTensors;
       const fused = new FusedAdam(0.01);
+      expect(tf.getKernel(ADAM_UPDATE, backend), `the Adam kernel on ${backend} once a FusedAdam exists`).to.not.equal(undefined);
       const actual = train(fused, 20);
       fused.dispose();
       expect(tf.memory().numTensors, 'tensors left behind').to.equal(before);
@@ -151,5 +151,28 @@ describe('FusedAdam (lib/training/optim.ts)', function () {
     tf.dispose(grads);
     opt.dispose();
     p.dispose();
+  });
+});
+
+describe('FusedAdam registers its own kernels', function () {
+  this.timeout(60000);
+
+  it('importing lib/training/optim registers no kernel; constructing a FusedAdam registers the one-kernel step for cpu', () => {
+    // A fresh process: in this one, earlier tests have registered everything already.
+    const script = `
+      const tf = require('@tensorflow/tfjs');
+      const before = tf.getKernelsForBackend('cpu').length;
+      const { FusedAdam } = require('./lib/training/optim');
+      const afterImport = tf.getKernelsForBackend('cpu').length;
+      new FusedAdam(1e-3).dispose();
+      console.log(JSON.stringify({ before, afterImport, adam: Boolean(tf.getKernel('${ADAM_UPDATE}', 'cpu')) }));`;
+    const out = require('child_process').execFileSync(process.execPath, ['--require', 'tsx/cjs', '-e', script], {
+      cwd: require('path').resolve(__dirname, '..'),
+      encoding: 'utf8',
+      timeout: 60000,
+    });
+    const seen = JSON.parse(out.trim().split('\n').pop()!);
+    expect(seen.afterImport, 'cpu kernels after the import').to.equal(seen.before);
+    expect(seen.adam, 'the Adam kernel for cpu after new FusedAdam()').to.equal(true);
   });
 });

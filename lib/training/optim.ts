@@ -15,12 +15,6 @@ import { ADAM_UPDATE, hasAdamKernel, registerAdamKernels } from '../runtime/kern
 import { registerWebgpuKernels } from '../runtime/kernels/webgpu';
 import { checkNumber } from '../diffusion/validate';
 
-// The kernels FusedAdam uses, registered with the module that uses them (as before the kernels
-// module stopped registering at import): a backend set with tf.setBackend directly, not through
-// useBestBackend, still gets the one-kernel step.
-registerAdamKernels();
-registerWebgpuKernels();
-
 /** A tensor with a name, as optimizers take gradients and give their state (tfjs-core's NamedTensor). */
 export type NamedTensor = { name: string; tensor: tf.Tensor };
 
@@ -52,6 +46,10 @@ export class FusedAdam extends tf.Optimizer {
     epsilon?: number | null,
   ) {
     super();
+    // The kernels this optimizer runs, registered by it (idempotent) rather than by importing a module:
+    // a backend set with tf.setBackend directly, not through useBestBackend, still gets the one-kernel step.
+    registerAdamKernels();
+    registerWebgpuKernels();
     checkNumber('learningRate', learningRate, 0, Infinity, { lo: true, hi: true });
     checkNumber('beta1', beta1, 0, 1, { hi: true });
     checkNumber('beta2', beta2, 0, 1, { hi: true });

@@ -75,8 +75,9 @@ export function renderMarkdown(source: string, errors: MathError[] = []): string
       }
     }
     if (c === '$') {
-      // inline: closes on the same line at a $ not preceded by a backslash
-      const m = /^\$((?:\\.|[^$\\\n])+?)\$/.exec(s.slice(i));
+      // inline: closes at a $ not preceded by a backslash, within the paragraph (a single line break
+      // may fall inside the math, as Jupyter's renderers allow; a blank line ends the attempt)
+      const m = /^\$((?:\\.|[^$\\\n]|\n(?![ \t]*\n))+?)\$/.exec(s.slice(i));
       if (m && m[1].trim() !== '') {
         out += keep(typeset(m[1], false));
         i += m[0].length;

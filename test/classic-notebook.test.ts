@@ -13,7 +13,7 @@ import { JupyterServer, classicMissing, startJupyter } from '../lib/workbook/jup
 import { ensureBuilt, projectRoot, workbookNotebooks } from '../lib/workbook/runners/project';
 import { jupyterMissing, JUPYTER_INSTALL_HINT } from '../lib/workbook/runners/kernel';
 import { BUILD_TIMEOUT_MS, FAILING_CELL, FAILING_FIXTURE } from './fixtures/quick-workbook';
-import { CellView, MathView, chromiumMissing, expectCleanRun, launchChromium, projectErrors, requireTool, since, uiRoot, watchConsole } from './notebook-ui';
+import { CellView, MathView, chromiumMissing, expectCleanRun, launchChromium, projectErrors, requireTool, since, uiRoot, shutdownKernels, watchConsole } from './notebook-ui';
 
 const root = projectRoot();
 /** Per notebook: quick mode takes 10-60 s through a kernel on the 2-core machine (README); this bounds a stuck one. */
@@ -129,11 +129,6 @@ async function readClassic(page: Page): Promise<{ cells: (CellView & { errorShow
 async function runAll(page: Page): Promise<void> {
   await page.click('#celllink');
   await page.click('#run_all_cells > a');
-}
-
-async function shutdownKernels(server: JupyterServer): Promise<void> {
-  const res = await fetch(`${server.baseUrl}api/kernels?token=${server.token}`);
-  for (const k of (await res.json()) as { id: string }[]) await fetch(`${server.baseUrl}api/kernels/${k.id}?token=${server.token}`, { method: 'DELETE' });
 }
 
 describe('the workbook in the classic notebook (headless Chromium)', function () {

@@ -18,7 +18,7 @@ import { ensureBuilt, projectRoot, workbookNotebooks } from '../lib/workbook/run
 import { jupyterMissing, pythonPath, JUPYTER_INSTALL_HINT } from '../lib/workbook/runners/kernel';
 import { signNotebooks } from '../lib/workbook/runners/sign';
 import { BUILD_TIMEOUT_MS, FAILING_CELL, FAILING_FIXTURE, tempDir } from './fixtures/quick-workbook';
-import { CellView, MathView, chromiumMissing, expectCleanRun, launchChromium, plotOutputs, projectErrors, requireTool, since, uiRoot, watchConsole } from './notebook-ui';
+import { CellView, MathView, chromiumMissing, expectCleanRun, launchChromium, plotOutputs, projectErrors, requireTool, since, uiRoot, shutdownKernels, watchConsole } from './notebook-ui';
 
 const root = projectRoot();
 /** Per notebook: quick mode takes 10-60 s through a kernel on the 2-core machine (README); this bounds a stuck one. */
@@ -143,10 +143,6 @@ async function readLab(page: Page): Promise<{ cells: CellView[]; math: MathView;
 }
 
 /** Shuts every kernel of the server down (closing a tab leaves its kernel running). */
-async function shutdownKernels(server: JupyterServer): Promise<void> {
-  const res = await fetch(`${server.baseUrl}api/kernels?token=${server.token}`);
-  for (const k of (await res.json()) as { id: string }[]) await fetch(`${server.baseUrl}api/kernels/${k.id}?token=${server.token}`, { method: 'DELETE' });
-}
 
 describe('the workbook in JupyterLab (headless Chromium)', function () {
   this.timeout(BUILD_TIMEOUT_MS);

@@ -10,6 +10,7 @@ import { expect } from 'chai';
 import type { BrowserContext, Page } from 'playwright-core';
 import { projectRoot } from '../lib/workbook/runners/project';
 import { tempDir } from './fixtures/quick-workbook';
+import type { JupyterServer } from '../lib/workbook/jupyterlab/server';
 
 export const CHROMIUM = process.env.DDPM_CHROMIUM ?? '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
@@ -180,3 +181,9 @@ const POINTS_SRC = `window.__ddpmPoints = function (traces) {
 
 /** Seconds since t0, one decimal. */
 export const since = (t0: number) => Math.round((Date.now() - t0) / 100) / 10;
+
+/** Shuts down every kernel the server runs (between notebooks, so each run starts from a fresh kernel). */
+export async function shutdownKernels(server: JupyterServer): Promise<void> {
+  const res = await fetch(`${server.baseUrl}api/kernels?token=${server.token}`);
+  for (const k of (await res.json()) as { id: string }[]) await fetch(`${server.baseUrl}api/kernels/${k.id}?token=${server.token}`, { method: 'DELETE' });
+}

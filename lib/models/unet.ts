@@ -220,8 +220,14 @@ export class UNetDenoiser implements TrainableDenoiser, ConditionalDenoiser {
       const sinusoid = timestepEmbedding(t, batch, this.config.baseChannels);
       let timeEmb = dense(silu(dense(sinusoid, this.timeMlp[0])), this.timeMlp[1]);
       if (this.classEmbedding) {
+        // A one-hot product, not tf.gather: gather's gradient (UnsortedSegmentSum) has no wasm
+        // kernel in tfjs 4.22, so a gathered embedding could not train on the CPU backend that
+        // notebook 08 uses; the product's gradient is a matMul everywhere. The one-hot is made
+        // int32 and cast: tfjs-backend-wasm 4.22's OneHot with dtype float32 writes the int bits
+        // of 1 (1.4e-45) instead of 1.0.
         const label = c ?? this.nullClass;
-        const rows = typeof label === 'number' ? tf.gather(this.classEmbedding, [label]) : tf.gather(this.classEmbedding, label);
+        const ids = typeof label === 'number' ? tf.tensor1d([label], 'int32') : label;
+        const rows = tf.matMul(tf.cast(tf.oneHot(ids, this.numClasses + 1), 'float32'), this.classEmbedding);
         timeEmb = tf.add(timeEmb, rows) as tf.Tensor2D;
       }
 

@@ -11,6 +11,8 @@ import {
   frechetDistance,
   heldOutHalves,
   judgeAccuracy,
+  judgeByClass,
+  formatClassJudgeReport,
   judgeDigits,
   judgeDir,
   judgeOutputs,
@@ -292,6 +294,49 @@ describe('judge of generated digits (lib/data/judge.ts, on wasm)', function () {
       expect(table).to.contain(`ref: blurred (sd ${BLUR_SD} px)`);
       expect(table).to.contain(`${(100 * real.confidentShare).toFixed(1)} %`);
       expect(table.split('\n')).to.have.length(7);
+    });
+
+    it('judgeByClass: real held-out digits asked for as their own labels score the judge\'s per-class accuracy, and their FD is the real-digit floor', async () => {
+      const judge = shippedJudge();
+      const halves = await heldOutHalves();
+      // The first 20 digits of each class from the "others" half, grouped by class: exactly the set the
+      // report's real-digit floor uses for that class, so the two FDs must be equal.
+      const per = 20;
+      const idx: number[] = [];
+      for (let k = 0; k < 10; k++) idx.push(...Array.from(halves.others.labels.keys()).filter((i) => halves.others.labels[i] === k).slice(0, per));
+      const images = new Float32Array(idx.length * 784);
+      idx.forEach((src, j) => images.set(halves.others.images.subarray(src * 784, (src + 1) * 784), j * 784));
+      const requested = Int32Array.from(idx.map((i) => halves.others.labels[i]));
+      const r = await expectNoLeak(() => judgeByClass(images, requested, { judge }), 'judgeByClass');
+      expect(r.classes.map((c) => [c.requested, c.n])).to.deep.equal(Array.from({ length: 10 }, (_, k) => [k, per]));
+      // Per class, the share "as requested" is the judge's accuracy on those digits, computed independently.
+      for (let k = 0; k < 10; k++) {
+        const acc = await judgeAccuracy(judge, images.subarray(k * per * 784, (k + 1) * per * 784), requested.subarray(k * per, (k + 1) * per));
+        expect(r.classes[k].hitShare, `class ${k}`).to.equal(acc.accuracy);
+        expect(r.classes[k].histogram.reduce((a, b) => a + b, 0)).to.equal(per);
+        expect(r.classes[k].fd, `class ${k}: samples = the floor's own digits`).to.equal(r.classes[k].realFd);
+      }
+      expect(r.hitShare).to.be.closeTo(r.classes.reduce((a, c) => a + c.hitShare, 0) / 10, 1e-12);
+      expect(r.minHitShare).to.equal(Math.min(...r.classes.map((c) => c.hitShare)));
+      // 200 real digits at the judge's 98 % accuracy: at least 90 % overall (3 binomial se below 0.98 is 0.95).
+      expect(r.hitShare).to.be.at.least(0.9);
+      expect(r.referencePerClass.reduce((a, b) => a + b, 0)).to.equal(halves.reference.labels.length);
+      // Blurred digits asked for as their labels: the judge no longer finds most of them, and they sit far from their class.
+      const blurred = await judgeByClass(blurImages(images, BLUR_SD), requested, { judge });
+      expect(blurred.hitShare).to.be.below(r.hitShare);
+      for (let k = 0; k < 10; k++) expect(blurred.classes[k].fd, `class ${k}`).to.be.above(r.classes[k].fd);
+      const table = formatClassJudgeReport(r, 'held-out');
+      expect(table.split('\n')).to.have.length(12);
+      expect(table).to.contain(`${(100 * r.hitShare).toFixed(1)} % classified as requested`);
+    });
+
+    it('judgeByClass refuses a requested list of the wrong length, a class out of range, and more samples of a class than held-out digits to compare with', async () => {
+      const judge = shippedJudge();
+      const images = uniformNoise(4, 2);
+      await expectRejects(() => judgeByClass(images, [1, 2, 3], { judge }), /requested must hold one class per image \(4\), got 3/);
+      await expectRejects(() => judgeByClass(images, [1, 1, 10, 1], { judge }), /requested\[2\] must be an integer in \[0, 9\], got 10/);
+      await expectRejects(() => judgeByClass(images, [1, 1, 1, 2], { judge }), /class 2 must have between 2 and \d+ samples/);
+      await expectRejects(() => judgeByClass(uniformNoise(200, 2), new Array(200).fill(3), { judge }), /class 3 must have between 2 and \d+ samples .* got 200/);
     });
 
     it('measures the noise reference on as many images as the samples, and refuses bad images naming the problem', async () => {

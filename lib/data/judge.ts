@@ -625,3 +625,99 @@ async function readImages(name: string, images: DigitImages): Promise<Float32Arr
 function symmetrise(a: number[][]): number[][] {
   return a.map((row, i) => row.map((x, j) => 0.5 * (x + a[j][i])));
 }
+
+/** What the judge makes of the samples drawn for one requested class (judgeByClass). */
+export interface ClassJudgement {
+  /** The class the samples were drawn for. */
+  requested: number;
+  n: number;
+  /** Share of the samples the judge classifies (argmax) as the requested class. */
+  hitShare: number;
+  /** Share classified as the requested class with p >= JUDGE_CONFIDENCE. */
+  confidentHitShare: number;
+  /** Samples per predicted class. */
+  histogram: number[];
+  /** FD in feature space between the samples and the reference half's digits of this class. */
+  fd: number;
+  /** The same FD for as many held-out digits of this class from the other half: the floor at this n. */
+  realFd: number;
+}
+
+/** judgeByClass's result: one row per requested class, in class order, and the summary the checks read. */
+export interface ClassJudgeReport {
+  classes: ClassJudgement[];
+  /** The smallest hitShare over the requested classes. */
+  minHitShare: number;
+  /** All samples' share classified as their requested class. */
+  hitShare: number;
+  /** Reference digits per class in the reference half (the FD's reference set). */
+  referencePerClass: number[];
+}
+
+/**
+ * Judges class-conditional samples: images[i] was drawn for class requested[i]. Per requested class:
+ * the share the judge classifies as that class (argmax, and with p >= 0.9), the predicted-class
+ * histogram, and the Fréchet distance to the held-out digits of that class (the diversity a strong
+ * guidance scale costs), beside the FD of as many real held-out digits of that class (other half) —
+ * FD is biased by O(tr S / n), so only sets of one size compare. A class may have at most as many
+ * samples as the other half holds digits of it (about 50).
+ */
+export async function judgeByClass(images: DigitImages, requested: ArrayLike<number>, opts: JudgeOptions = {}): Promise<ClassJudgeReport> {
+  const data = await readImages('images', images);
+  const n = data.length / PIXELS;
+  if (requested.length !== n) throw new Error(`requested must hold one class per image (${n}), got ${requested.length}`);
+  for (let i = 0; i < n; i++) checkInteger(`requested[${i}]`, requested[i], 0, JUDGE_CLASSES - 1);
+  const judge = opts.judge ?? shippedJudge();
+  const halves = await heldOutHalves();
+  const byClass = (labels: Int32Array, k: number) => labels.reduce<number[]>((acc, l, i) => (l === k ? [...acc, i] : acc), []);
+  const pick = (src: Float32Array, idx: number[]) => {
+    const out = new Float32Array(idx.length * PIXELS);
+    idx.forEach((s, j) => out.set(src.subarray(s * PIXELS, (s + 1) * PIXELS), j * PIXELS));
+    return out;
+  };
+  const { probs, features } = await judgeOutputs(judge, data);
+  const classes: ClassJudgement[] = [];
+  const referencePerClass: number[] = [];
+  for (let k = 0; k < JUDGE_CLASSES; k++) {
+    const refIdx = byClass(halves.reference.labels, k);
+    referencePerClass.push(refIdx.length);
+    const mine = Array.from({ length: n }, (_, i) => i).filter((i) => requested[i] === k);
+    if (mine.length === 0) continue;
+    const others = byClass(halves.others.labels, k);
+    if (mine.length < 2 || mine.length > others.length) {
+      throw new Error(`class ${k} must have between 2 and ${others.length} samples (held-out digits of it to compare with), got ${mine.length}`);
+    }
+    const histogram = new Array<number>(JUDGE_CLASSES).fill(0);
+    let confident = 0;
+    const feats = new Float64Array(mine.length * JUDGE_FEATURES);
+    mine.forEach((i, j) => {
+      const [c, p] = argmax(probs, i);
+      histogram[c]++;
+      if (c === k && p >= JUDGE_CONFIDENCE) confident++;
+      feats.set(features.subarray(i * JUDGE_FEATURES, (i + 1) * JUDGE_FEATURES), j * JUDGE_FEATURES);
+    });
+    const refStats = meanAndCovariance({ data: (await judgeOutputs(judge, pick(halves.reference.images, refIdx))).features, dim: JUDGE_FEATURES });
+    const real = (await judgeOutputs(judge, pick(halves.others.images, others.slice(0, mine.length)))).features;
+    classes.push({
+      requested: k,
+      n: mine.length,
+      hitShare: histogram[k] / mine.length,
+      confidentHitShare: confident / mine.length,
+      histogram,
+      fd: frechetDistance(meanAndCovariance({ data: feats, dim: JUDGE_FEATURES }), refStats),
+      realFd: frechetDistance(meanAndCovariance({ data: real, dim: JUDGE_FEATURES }), refStats),
+    });
+  }
+  const hits = classes.reduce((a, c) => a + c.hitShare * c.n, 0);
+  return { classes, minHitShare: Math.min(...classes.map((c) => c.hitShare)), hitShare: hits / n, referencePerClass };
+}
+
+/** A judgeByClass report as a text table (one row per requested class). */
+export function formatClassJudgeReport(r: ClassJudgeReport, title = 'samples'): string {
+  const lines = [`${title}: ${(100 * r.hitShare).toFixed(1)} % classified as requested (lowest class ${(100 * r.minHitShare).toFixed(1)} %)`];
+  lines.push('class   n   as requested   confident   FD (samples)   FD (real digits, same n)');
+  for (const c of r.classes) {
+    lines.push(`${String(c.requested).padStart(5)} ${String(c.n).padStart(3)}   ${(100 * c.hitShare).toFixed(1).padStart(10)} %   ${(100 * c.confidentHitShare).toFixed(1).padStart(7)} %   ${c.fd.toFixed(1).padStart(12)}   ${c.realFd.toFixed(1).padStart(10)}`);
+  }
+  return lines.join('\n');
+}

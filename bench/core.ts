@@ -4,12 +4,14 @@
  * with fake clocks and fake steps in milliseconds.
  */
 
+import type { BackendName } from '../lib';
+
 /** The workloads of the bench, in table order. */
 export const WORKLOADS = ['mlp', 'conv', 'mlpDenoiser', 'unet', 'sample'] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
 
-/** The tfjs backends the bench knows, in table order. */
-export const BENCH_BACKENDS = ['cpu', 'wasm', 'webgpu', 'tensorflow'] as const;
+/** The tfjs backends the bench knows, in table order; each one a name useBestBackend chooses (checked by the compiler). */
+export const BENCH_BACKENDS = ['cpu', 'wasm', 'webgpu', 'tensorflow'] as const satisfies readonly BackendName[];
 export type BenchBackend = (typeof BENCH_BACKENDS)[number];
 
 /** One line per workload: what is timed, for the table's first column and the JSON. */

@@ -7,10 +7,17 @@
  * time (user + system), and both medians.
  */
 import * as tf from '@tensorflow/tfjs';
-import { UNetDenoiser, createOptimizer, linearSchedule, useBestBackend } from '../lib';
-import { GROUP_NORM_SILU, GROUP_NORM_SILU_GRAD, registerGroupNormKernels } from '../lib/runtime/kernels';
+import {
+  GROUP_NORM_SILU,
+  GROUP_NORM_SILU_GRAD,
+  UNetDenoiser,
+  createOptimizer,
+  linearSchedule,
+  registerGroupNormKernels,
+  simpleLossUnchecked,
+  useBestBackend,
+} from '../lib';
 import { median } from './core';
-import { simpleLossUnchecked } from '../lib/diffusion/loss';
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

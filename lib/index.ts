@@ -83,3 +83,6 @@ export {
   modelKind,
 } from './training/checkpoint';
 export { writeFileAtomic } from './runtime/files';
+export { packageRoot } from './runtime/files';
+export { GROUP_NORM_SILU, GROUP_NORM_SILU_GRAD, registerGroupNormKernels } from './runtime/kernels';
+export { simpleLossUnchecked } from './diffusion/loss';

@@ -186,6 +186,33 @@ describe('backend choice (useBestBackend)', function () {
     for (const [name, why] of Object.entries(choice.reasons)) expect(lines[0]).to.include(`${name}: ${why}`);
   });
 
+  it("opts.log takes the verbose line instead of console.log, and opts.preferLabel names the pin there and in errors (a CLI's '--backend')", async () => {
+    const lines: string[] = [];
+    const printed: string[] = [];
+    const log = console.log;
+    console.log = (...args: unknown[]) => void printed.push(args.map(String).join(' '));
+    let choice: BackendChoice;
+    try {
+      choice = await useBestBackend({ prefer: 'cpu', preferLabel: '--backend', verbose: true, log: (line) => lines.push(line) });
+    } finally {
+      console.log = log;
+    }
+    expect(choice).to.deep.equal({ name: 'cpu', reasons: {}, tried: ['cpu'] });
+    expect(printed, 'nothing went to console.log').to.deep.equal([]);
+    expect(lines).to.deep.equal(['diffusion backend: cpu (pinned by --backend)']);
+
+    const unknown = await useBestBackend({ prefer: 'gpu', preferLabel: '--backend' }).then(
+      () => expect.fail("prefer 'gpu' should throw"),
+      (err: Error) => err.message,
+    );
+    expect(unknown).to.match(/^--backend must be one of 'tensorflow', 'webgpu', 'wasm', 'cpu', got "gpu"$/);
+    // Bad options are refused before any backend is touched.
+    await useBestBackend({ prefer: 'wasm' });
+    await expectRejects(() => useBestBackend({ prefer: 'cpu', log: 'stderr' as never }), /^opts\.log must be a function, got string$/);
+    await expectRejects(() => useBestBackend({ prefer: 'cpu', preferLabel: '' }), /^opts\.preferLabel must be a non-empty string, got ""$/);
+    expect(tf.getBackend()).to.equal('wasm');
+  });
+
   it('a failed tf.setBackend is reported as the reason and leaves tfjs on a working backend', async () => {
     await useBestBackend({ prefer: 'wasm' }); // loads tfjs-backend-wasm so its registration exists
     await useCpu();
@@ -300,6 +327,11 @@ describe('training backend (useTrainingBackend: the best backend that takes a U-
       (err: Error) => err.message,
     );
     expect(pinned).to.equal("DIFFUSION_BACKEND='cpu' cannot train a U-Net: simulated failure");
+    const flag = await useTrainingBackend({ prefer: 'cpu', preferLabel: '--backend', probe: async () => 'simulated failure' }).then(
+      () => expect.fail('a pinned backend that cannot train should throw'),
+      (err: Error) => err.message,
+    );
+    expect(flag, "opts.preferLabel names the pin (the CLI's flag)").to.equal("--backend='cpu' cannot train a U-Net: simulated failure");
     delete process.env[BACKEND_ENV];
     const none = await useTrainingBackend({ probe: async () => `simulated on ${tf.getBackend()}` }).then(
       () => expect.fail('no backend can train: should throw'),

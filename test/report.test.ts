@@ -3,8 +3,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { Writable } from 'stream';
 import { expect } from 'chai';
-import { Progress, formatDuration } from '../lib';
-import { renderReport, scriptJson, writeFileAtomic } from '../lib/workbook';
+import { Progress, formatDuration, writeFileAtomic } from '../lib';
+import { renderReport, scriptJson } from '../lib/workbook';
 
 /** A non-TTY stream that keeps what was written. */
 function capture(): { stream: NodeJS.WriteStream; text: () => string } {

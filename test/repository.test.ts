@@ -1,13 +1,15 @@
 /**
  * The repository as a document: nothing in it points outside it, README.md stays short enough for a
  * newcomer, every relative link in README.md and docs/ resolves (anchors included), and
- * docs/equations.md is linked both ways with the notebooks and the library. Fast: no tf, no build.
+ * docs/equations.md is linked both ways with the notebooks and the library; the workbook, the GPU
+ * check and the benchmark import the library only through its entry. Fast: no tf, no build.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
 import { expect } from 'chai';
+import * as ts from 'typescript';
 
 const root = path.resolve(__dirname, '..');
 const README_MAX_LINES = 250;
@@ -172,6 +174,73 @@ function notebookMarkdown(file: string): string {
     .join('\n\n');
 }
 
+/** The folders whose TypeScript imports the library only through its entry, lib/index.ts (issue 9). */
+const CLIENT_FOLDERS = ['lib/workbook', 'bench', 'gpu'];
+
+/** The module specifiers a TypeScript source names: imports, exports from, import(), require(); TypeScript's own scanner, so comments and strings are not imports. */
+function moduleSpecifiers(text: string): string[] {
+  return ts.preProcessFile(text, true, true).importedFiles.map((f) => f.fileName);
+}
+
+/** The folder a repository path counts as its own: lib/<name> for a file under lib/<name>/, else its first segment. */
+function ownFolder(rel: string): string {
+  const parts = rel.split('/');
+  return parts[0] === 'lib' && parts.length > 2 ? `lib/${parts[1]}` : parts[0];
+}
+
+/**
+ * The lib/ module a relative specifier in the file `rel` names, without extension or trailing
+ * /index (so the entry is 'lib'); dist/lib/... counts as lib/..., being its build. null for a
+ * package or anything outside lib/.
+ */
+function libraryTarget(rel: string, spec: string): string | null {
+  if (!spec.startsWith('.')) return null;
+  let target = path.posix.normalize(path.posix.join(path.posix.dirname(rel), spec)).replace(/\/$/, '');
+  if (target === 'dist/lib' || target.startsWith('dist/lib/')) target = target.slice('dist/'.length);
+  target = target.replace(/\.(d\.ts|ts|js)$/, '').replace(/\/index$/, '');
+  return target === 'lib' || target.startsWith('lib/') ? target : null;
+}
+
+/** Whether a lib/ module (libraryTarget's form; null: none) lies outside the own folder of the file `rel`. */
+function outsideOwnFolder(rel: string, target: string | null): boolean {
+  const own = ownFolder(rel);
+  return target !== null && target !== own && !target.startsWith(`${own}/`);
+}
+
+/** Each specifier of the file `rel` (its text) that reaches into lib/ outside its own folder other than through the entry, as "rel: 'spec'". */
+function entryViolations(rel: string, text: string): string[] {
+  return moduleSpecifiers(text)
+    .filter((spec) => {
+      const target = libraryTarget(rel, spec);
+      return outsideOwnFolder(rel, target) && target !== 'lib';
+    })
+    .map((spec) => `${rel}: '${spec}'`);
+}
+
+/** The tracked .ts sources under `folders` (no declarations, nothing under node_modules or a build folder). */
+function tsSources(dir: string, folders: string[]): { rel: string; text: string }[] {
+  return ownTextFiles(dir).filter(
+    (f) => f.rel.endsWith('.ts') && !f.rel.endsWith('.d.ts') && !f.rel.split('/').some((p) => p === 'build' || p === 'dist') && folders.some((d) => f.rel.startsWith(`${d}/`)),
+  );
+}
+
+/** The entry rule over the tracked .ts files of `folders`: how many files and library imports it saw, and every violation. */
+function clientImportProblems(dir: string, folders: string[]): { files: number; libraryImports: number; violations: string[] } {
+  const files = tsSources(dir, folders);
+  const libraryImports = files.reduce((n, f) => n + moduleSpecifiers(f.text).filter((s) => outsideOwnFolder(f.rel, libraryTarget(f.rel, s))).length, 0);
+  return { files: files.length, libraryImports, violations: files.flatMap((f) => entryViolations(f.rel, f.text)) };
+}
+
+/** Each specifier of a library file (lib/ outside lib/workbook and lib/cli) that imports the workbook or the CLI. */
+function libraryImportsOfClients(rel: string, text: string): string[] {
+  return moduleSpecifiers(text)
+    .filter((spec) => {
+      const target = libraryTarget(rel, spec);
+      return target !== null && ['lib/workbook', 'lib/cli'].some((c) => target === c || target.startsWith(`${c}/`));
+    })
+    .map((spec) => `${rel}: '${spec}'`);
+}
+
 const markdownPages = () => [
   path.join(root, 'README.md'),
   ...fs
@@ -234,6 +303,50 @@ describe('the repository', () => {
     expect(named.filter((n) => !anchors.has(n.anchor)).map((n) => `${n.rel}: #${n.anchor}`)).to.deep.equal([]);
   });
 
+  it('lib/workbook, bench and gpu import lib/ only through the entry (lib/index.ts) or from their own folder', () => {
+    const { files, libraryImports, violations } = clientImportProblems(root, CLIENT_FOLDERS);
+    expect(files, 'the sources were found').to.be.above(20);
+    // bench (5, core.ts's a type), the GPU check (1), lib/workbook/library.ts (2) and figures.ts's types (1) today
+    expect(libraryImports, 'their imports of the library were found').to.be.at.least(5);
+    expect(violations).to.deep.equal([]);
+  });
+
+  it('the library (lib/ outside lib/workbook and lib/cli) imports neither the workbook nor the CLI', () => {
+    const lib = ownTextFiles(root).filter((f) => /^lib\/.+\.ts$/.test(f.rel) && !/^lib\/(workbook|cli)\//.test(f.rel) && !f.rel.endsWith('.d.ts'));
+    expect(lib.length, 'the library sources were found').to.be.above(30);
+    expect(lib.flatMap((f) => libraryImportsOfClients(f.rel, f.text))).to.deep.equal([]);
+  });
+
+  it("the workbook's door and the in-process runner's child start without loading the library (the entry is required on first use)", function () {
+    this.timeout(60000);
+    const hook = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-door-')), 'hook.js');
+    // At exit: the modules loaded from lib/ and whether TensorFlow.js was among them.
+    fs.writeFileSync(
+      hook,
+      `process.on('exit', () => { const k = Object.keys(require.cache); process.stderr.write('LOADED ' + JSON.stringify({ tf: k.some((f) => f.includes('@tensorflow')), lib: k.filter((f) => !f.includes('node_modules')).map((f) => require('path').relative(${JSON.stringify(root)}, f)) }) + '\\n'); });`,
+    );
+    const tsx = require.resolve('tsx/cjs', { paths: [root] });
+    const loaded = (args: string[]) => {
+      const r = spawnSync(process.execPath, ['--require', tsx, '--require', hook, ...args], { cwd: root, encoding: 'utf8' });
+      const line = r.stderr.split('\n').find((l) => l.startsWith('LOADED '));
+      expect(line, `the exit hook reported (stderr: ${r.stderr.slice(0, 400)})`).to.be.a('string');
+      return JSON.parse(line!.slice('LOADED '.length)) as { tf: boolean; lib: string[] };
+    };
+    try {
+      const door = loaded(['-e', "require('./lib/workbook')"]);
+      expect(door.lib, 'the door itself was loaded').to.include(path.join('lib', 'workbook', 'index.ts'));
+      expect(door).to.deep.include({ tf: false });
+      expect(door.lib).to.not.include(path.join('lib', 'index.ts'));
+      // The child, given a request file that does not exist, fails (exit 2) after its imports ran.
+      const child = loaded([path.join(root, 'lib', 'workbook', 'runners', 'child.ts'), path.join(os.tmpdir(), 'ddpm-no-such-request.json')]);
+      expect(child.lib, 'the child itself was loaded').to.include(path.join('lib', 'workbook', 'runners', 'child.ts'));
+      expect(child).to.deep.include({ tf: false });
+      expect(child.lib).to.not.include(path.join('lib', 'index.ts'));
+    } finally {
+      fs.rmSync(path.dirname(hook), { recursive: true, force: true });
+    }
+  });
+
   describe('the checks themselves fail on what they exist to catch', () => {
     let dir: string;
     before(() => {
@@ -246,6 +359,69 @@ describe('the repository', () => {
       fs.writeFileSync(path.join(dir, 'docs', 'target.md'), '<a id="kept"></a>\n## The `closed` form (again)\n');
     });
     after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    it('an import into lib/ past the entry is found in each form (static, type-only, export from, import(), require(), dist/lib); the entry, own folder and packages are not', () => {
+      const text = [
+        "import * as fs from 'fs';",
+        "import * as tf from '@tensorflow/tfjs';",
+        "import { useBestBackend } from '../../index';",
+        "import type { Schedule } from '../..';",
+        "import { runInProcess } from '../runners/inprocess';",
+        "import { check } from '../check';",
+        "import { writeFileAtomic } from '../../runtime/files';",
+        'import type {',
+        '  TrainProgress,',
+        "} from '../../training/train';",
+        "export * from '../../diffusion/schedule';",
+        "const image = require('../../data/image');",
+        "const unet = () => import('../../models/unet');",
+        "import { train } from '../../../dist/lib/training/train';",
+        "// import { x } from '../../runtime/progress' (a comment, not an import)",
+        "const s = \"from '../../runtime/progress'\";",
+      ].join('\n');
+      expect(entryViolations('lib/workbook/site/page.ts', text)).to.deep.equal([
+        "lib/workbook/site/page.ts: '../../runtime/files'",
+        "lib/workbook/site/page.ts: '../../training/train'",
+        "lib/workbook/site/page.ts: '../../diffusion/schedule'",
+        "lib/workbook/site/page.ts: '../../data/image'",
+        "lib/workbook/site/page.ts: '../../models/unet'",
+        "lib/workbook/site/page.ts: '../../../dist/lib/training/train'",
+      ]);
+      const bench = ["import { train } from '../lib';", "import { median } from './core';", "import { GROUP_NORM } from '../lib/runtime/kernels/index';", "import { x } from '../lib/index.ts';", "import { y } from '../dist/lib';"].join('\n');
+      expect(entryViolations('bench/profile.ts', bench)).to.deep.equal(["bench/profile.ts: '../lib/runtime/kernels/index'"]);
+      // The folder list is a parameter: lib/cli joins it after its own fix.
+      expect(entryViolations('lib/cli/common.ts', "import { useBestBackend } from '../runtime/backend';\nimport { Values } from './flags';\nimport { train } from '../index';")).to.deep.equal([
+        "lib/cli/common.ts: '../runtime/backend'",
+      ]);
+    });
+
+    it('clientImportProblems reads the tracked .ts files of exactly the folders it is given', () => {
+      const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-clients-'));
+      try {
+        const put = (rel: string, text: string) => {
+          fs.mkdirSync(path.dirname(path.join(repo, rel)), { recursive: true });
+          fs.writeFileSync(path.join(repo, rel), text);
+        };
+        put('lib/index.ts', "export * from './runtime/files';");
+        put('lib/runtime/files.ts', 'export const a = 1;');
+        put('lib/workbook/a.ts', "import { a } from '../runtime/files';\nimport { b } from '../index';");
+        put('lib/cli/c.ts', "import { a } from '../runtime/files';");
+        put('bench/b.ts', "import { a } from '../lib';");
+        put('bench/node_modules/x/y.ts', "import { a } from '../../../lib/runtime/files';");
+        put('lib/workbook/d.d.ts', "import { a } from '../runtime/files';");
+        execFileSync('git', ['init', '-q'], { cwd: repo });
+        execFileSync('git', ['add', '-A', '-f', '.'], { cwd: repo });
+        expect(clientImportProblems(repo, ['lib/workbook', 'bench'])).to.deep.equal({ files: 2, libraryImports: 3, violations: ["lib/workbook/a.ts: '../runtime/files'"] });
+        expect(clientImportProblems(repo, ['lib/workbook', 'bench', 'lib/cli']).violations).to.deep.equal(["lib/cli/c.ts: '../runtime/files'", "lib/workbook/a.ts: '../runtime/files'"]);
+      } finally {
+        fs.rmSync(repo, { recursive: true, force: true });
+      }
+    });
+
+    it('a library file importing the workbook or the CLI is found; its own imports are not', () => {
+      const text = ["import { writeFileAtomic } from '../workbook/report';", "import { x } from '../cli/common';", "import { useBestBackend } from '../runtime/backend';", "import { y } from '../workbook-notes';"].join('\n');
+      expect(libraryImportsOfClients('lib/data/judge-train.ts', text)).to.deep.equal(["lib/data/judge-train.ts: '../workbook/report'", "lib/data/judge-train.ts: '../cli/common'"]);
+    });
 
     it('a path outside the repository is found, in each of its three forms', () => {
       const outside = [['shared', 'math.md'].join('/'), ['..', 'shared', 'x'].join('/'), ['', 'work', 'main'].join('/')];

@@ -15,7 +15,7 @@ import { Rng, deriveSeed } from '../diffusion/random';
 import { checkInteger, checkNumber } from '../diffusion/validate';
 import { FusedAdam } from '../training/optim';
 import { useBestBackend } from '../runtime/backend';
-import { writeFileAtomic } from '../workbook/report';
+import { writeFileAtomic } from '../runtime/files';
 import {
   DigitJudge,
   JUDGE_CLASSES,

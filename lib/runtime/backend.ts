@@ -47,8 +47,12 @@ export interface BackendInfo {
 export interface BackendOptions {
   /** Use exactly this backend or throw; wins over DIFFUSION_BACKEND. */
   prefer?: string;
+  /** What opts.prefer is called in errors and in the verbose line, e.g. '--backend' for a CLI flag; default 'opts.prefer'. */
+  preferLabel?: string;
   /** Print one line: the chosen backend and why the faster ones were passed over. */
   verbose?: boolean;
+  /** Where the verbose line goes (without its newline); default console.log. A CLI passes its stderr writer. */
+  log?: (line: string) => void;
 }
 
 const VALID_NAMES = BACKEND_ORDER.map((n) => `'${n}'`).join(', ');
@@ -83,6 +87,7 @@ export function useBestBackend(opts: BackendOptions = {}): Promise<BackendChoice
 }
 
 async function chooseBackend(opts: BackendOptions): Promise<BackendChoice> {
+  if (opts.log !== undefined && typeof opts.log !== 'function') throw new Error(`opts.log must be a function, got ${typeof opts.log}`);
   const pinned = pinnedBackend(opts);
   const reasons: Record<string, string> = {};
   const tried: BackendName[] = [];
@@ -119,7 +124,7 @@ async function chooseBackend(opts: BackendOptions): Promise<BackendChoice> {
 
   if (opts.verbose) {
     const passed = Object.keys(reasons).length ? ` (passed over: ${formatReasons(reasons)})` : '';
-    console.log(`diffusion backend: ${chosen}${pinned ? ` (pinned by ${pinned.label})` : ''}${passed}`);
+    (opts.log ?? console.log)(`diffusion backend: ${chosen}${pinned ? ` (pinned by ${pinned.label})` : ''}${passed}`);
   }
   return { name: chosen, reasons, tried };
 }
@@ -128,8 +133,11 @@ async function chooseBackend(opts: BackendOptions): Promise<BackendChoice> {
 function pinnedBackend(opts: BackendOptions): { name: BackendName; label: string } | undefined {
   let label: string;
   let value: unknown;
+  if (opts.preferLabel !== undefined && (typeof opts.preferLabel !== 'string' || opts.preferLabel === '')) {
+    throw new Error(`opts.preferLabel must be a non-empty string, got ${JSON.stringify(opts.preferLabel)}`);
+  }
   if (opts.prefer !== undefined) {
-    label = 'opts.prefer';
+    label = opts.preferLabel ?? 'opts.prefer';
     value = opts.prefer;
   } else {
     const env = process.env[BACKEND_ENV];
@@ -506,7 +514,7 @@ export async function useTrainingBackend(opts: TrainingBackendOptions = {}): Pro
     if (!(BACKEND_ORDER as readonly string[]).includes(f)) throw new Error(`useTrainingBackend: opts.fallbacks must hold names from ${VALID_NAMES}, got ${JSON.stringify(f)}`);
   }
   const pinned = pinnedBackend(opts);
-  const best = await useBestBackend({ prefer: opts.prefer, verbose: opts.verbose });
+  const best = await useBestBackend({ prefer: opts.prefer, preferLabel: opts.preferLabel, verbose: opts.verbose, log: opts.log });
   const passedOver: Record<string, string> = { ...best.reasons };
   const finish = (name: BackendName, why: string): TrainingBackend => {
     const info = backendInfo();

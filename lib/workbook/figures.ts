@@ -5,8 +5,8 @@
  * with plot().
  */
 import type { Tensor } from '@tensorflow/tfjs';
-import { imageGridDataUri } from '../data/image';
-import type { TrainProgress } from '../training/train';
+import type { TrainProgress } from '../index';
+import { library } from './library';
 import { PlotHandle, plot } from './plot';
 import type { Figure } from './report';
 
@@ -216,6 +216,6 @@ export function imageFigure(source: string, title: string, height = 320): Figure
  * dark ink on white, each pixel a scale x scale block (lib/data/image.ts imageGrid).
  */
 export function digitGridFigure(pixels: ArrayLike<number>, options: { n: number; cols: number; title: string; size?: number; scale?: number; height?: number }): Figure {
-  const uri = imageGridDataUri(pixels, { n: options.n, size: options.size ?? 28, cols: options.cols, scale: options.scale ?? 2, invert: true });
+  const uri = library().imageGridDataUri(pixels, { n: options.n, size: options.size ?? 28, cols: options.cols, scale: options.scale ?? 2, invert: true });
   return imageFigure(uri, options.title, options.height);
 }

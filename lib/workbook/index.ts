@@ -5,7 +5,7 @@
  */
 export { CheckResult, check, checkResults, clearCheckResults } from './check';
 export { PlotHandle, DisplayHook, DisplayMessage, PLOTLY_MIME, plot, plotBundle, plotHtml, plotlyJson, plotSummary, findDisplayHook, scriptJson } from './plot';
-export { Figure, ReportSection, renderReport, writeFileAtomic } from './report';
+export { Figure, ReportSection, escapeHtml, renderReport } from './report';
 export {
   Points2d,
   ScatterOptions,

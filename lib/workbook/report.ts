@@ -19,8 +19,9 @@ export interface ReportSection {
   figure?: Figure;
 }
 
-
-const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string);
+/** Text as HTML text or an attribute value: & < > " ' escaped. The workbook's one escaper (reports and the static pages). */
+export const escapeHtml = (s: string) =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 
 /** The minified plotly.js bundle's source, read from node_modules. */
 export function plotlySource(): string {
@@ -58,6 +59,3 @@ ${blocks.join('\n')}
 </html>
 `;
 }
-
-/** The one atomic writer (lib/runtime/files.ts), re-exported where the report writers always found it. */
-export { writeFileAtomic } from '../runtime/files';

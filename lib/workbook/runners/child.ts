@@ -9,7 +9,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { checkResults, clearCheckResults } from '../check';
-import { writeFileAtomic } from '../report';
+import { library } from '../library';
 import { Cell, DisplayOutput, Output, firstLine, joinSource, readNotebook, writeNotebook } from './nbformat';
 import { CellFailure, NotebookRun, lateCheckFailure } from './types';
 
@@ -183,7 +183,7 @@ async function main(): Promise<void> {
     compileSeconds,
     checks: checkResults(),
   };
-  writeFileAtomic(resultFile, JSON.stringify(run, null, 1) + '\n');
+  library().writeFileAtomic(resultFile, JSON.stringify(run, null, 1) + '\n');
 }
 
 main().then(

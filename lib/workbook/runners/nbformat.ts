@@ -3,7 +3,7 @@
  * cell sources, and the "no outputs committed" rule.
  */
 import * as fs from 'fs';
-import { writeFileAtomic } from '../report';
+import { library } from '../library';
 
 export type MultilineString = string | string[];
 
@@ -73,7 +73,7 @@ export function readNotebook(file: string): Notebook {
 
 /** Writes a notebook as Jupyter does (1-space indent, trailing newline), atomically. */
 export function writeNotebook(file: string, nb: Notebook): void {
-  writeFileAtomic(file, JSON.stringify(nb, null, 1) + '\n');
+  library().writeFileAtomic(file, JSON.stringify(nb, null, 1) + '\n');
 }
 
 /** Why a committed notebook is not clean (outputs or execution counts present), one line per cell; empty when clean. */

@@ -2,10 +2,10 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { packageRoot } from '../../runtime/files';
+import { library } from '../library';
 
 /** The folder holding this package's package.json (works from lib/workbook and dist/lib/workbook): lib/runtime/files.ts's packageRoot. */
-export const projectRoot = (from: string = __dirname): string => packageRoot(from);
+export const projectRoot = (from: string = __dirname): string => library().packageRoot(from);
 
 /** The workbook's notebooks in reading order: notebooks/*.ipynb sorted by name (01_..., 02_...). */
 export function workbookNotebooks(root: string = projectRoot()): string[] {

@@ -7,9 +7,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CheckResult } from '../check';
-import { formatDuration } from '../../runtime/progress';
-import { writeFileAtomic } from '../../runtime/files';
-import { MathError, escapeHtml, leadFigureHtml, notebookHeading, notebookTitle, renderInlineMath, renderPage, renderPlainPage, writeVendor } from './html';
+import { library } from '../library';
+import { escapeHtml } from '../report';
+import { MathError, leadFigureHtml, notebookHeading, notebookTitle, renderInlineMath, renderPage, renderPlainPage, writeVendor } from './html';
 import { RunOptions, checkMode, runInProcess } from '../runners/inprocess';
 import { runWithKernel } from '../runners/kernel';
 import { readNotebook } from '../runners/nbformat';
@@ -79,6 +79,7 @@ export function summaryText(built: BuiltNotebook[]): string {
 export async function buildWorkbook(options: BuildOptions): Promise<BuildResult> {
   checkMode(options.mode, 'mode');
   const started = Date.now();
+  const { formatDuration, writeFileAtomic } = library();
   const runner = options.runner ?? 'in-process';
   if (!(runner in RUNNERS)) throw new Error(`runner must be one of ${Object.keys(RUNNERS).join(', ')}, got ${JSON.stringify(runner)}`);
   const outDir = path.resolve(options.outDir);

@@ -9,11 +9,9 @@ import * as path from 'path';
 import katex from 'katex';
 import { marked } from 'marked';
 import { PLOTLY_MIME, plotHtml } from '../plot';
-import { Figure, writeFileAtomic } from '../report';
+import { Figure, escapeHtml } from '../report';
+import { library } from '../library';
 import { Cell, Notebook, Output, joinSource } from '../runners/nbformat';
-
-export const escapeHtml = (s: string) =>
-  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 
 /** A KaTeX error found while rendering (the page shows it in red; the build reports it). */
 export interface MathError {
@@ -269,7 +267,7 @@ export function writeVendor(outDir: string): void {
     const dest = path.join(vendor, to);
     // unchanged files are not rewritten (npm start runs often; the fonts and plotly.js are 6 MB)
     if (fs.existsSync(dest) && fs.statSync(dest).size === fs.statSync(from).size) return;
-    writeFileAtomic(dest, fs.readFileSync(from));
+    library().writeFileAtomic(dest, fs.readFileSync(from));
   };
   copy(require.resolve('plotly.js-dist-min'), 'plotly.min.js');
   const katexDist = path.dirname(require.resolve('katex/dist/katex.min.css'));

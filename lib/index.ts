@@ -69,6 +69,7 @@ export { FusedAdam } from './training/optim';
 export { Progress, formatDuration } from './runtime/progress';
 export { TrainCheckpoint, TrainRngState, createOptimizer } from './training/train';
 export {
+  MANIFEST_FILE,
   RunManifest,
   LoadedRun,
   ResumableRun,
@@ -82,4 +83,4 @@ export {
   buildModel,
   modelKind,
 } from './training/checkpoint';
-export { writeFileAtomic } from './runtime/files';
+export { writeFileAtomic, makeDirs, describeFsError, tempPathFor, RunLock, LockOwner, LOCK_FILE, acquireRunLock, heldLock } from './runtime/files';

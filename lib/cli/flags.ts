@@ -219,11 +219,13 @@ export function checkAllValues(cmd: Command, v: Values): void {
 const USAGE: Record<Command, string> = {
   train: `usage: ddpm train --data SET --out RUN_DIR [options]
        ddpm train --out RUN_DIR --resume [--steps N] [--checkpoint-every N] [--skip-nonfinite] [the run's own flags]`,
-  sample: 'usage: ddpm sample --run RUN_DIR --out FILE [options]',
+  sample: `usage: ddpm sample --run RUN_DIR --out FILE [options]
+       ddpm sample --run RUN_DIR --out FILE.png --class K|K,K|all [--guidance W]   (a --conditional run)`,
   eval: `usage: ddpm eval --run RUN_DIR [options]
 
   mnist runs: bits/dim (the discretised ELBO, T model evaluations) on held-out digits, then --judge
-  digits sampled (--sampler) and scored by the digit judge beside its references;
+  digits sampled (--sampler) and scored by the digit judge beside its references; a conditional run
+  with --class K [--guidance W] samples --judge digits per class and prints the share judged as K;
   2-D runs: energy distance of DDPM samples to fresh data, with two references for scale.`,
   info: `usage: ddpm info --run RUN_DIR [--json]
 

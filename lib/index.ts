@@ -69,6 +69,7 @@ export { FusedAdam } from './training/optim';
 export { Progress, formatDuration } from './runtime/progress';
 export { TrainCheckpoint, TrainRngState, createOptimizer } from './training/train';
 export {
+  MANIFEST_FILE,
   RunManifest,
   LoadedRun,
   ResumableRun,
@@ -82,7 +83,6 @@ export {
   buildModel,
   modelKind,
 } from './training/checkpoint';
-export { writeFileAtomic } from './runtime/files';
-export { packageRoot } from './runtime/files';
+export { writeFileAtomic, packageRoot, makeDirs, describeFsError, tempPathFor, RunLock, LockOwner, LOCK_FILE, acquireRunLock, heldLock } from './runtime/files';
 export { GROUP_NORM_SILU, GROUP_NORM_SILU_GRAD, registerGroupNormKernels } from './runtime/kernels';
 export { simpleLossUnchecked } from './diffusion/loss';

@@ -126,6 +126,47 @@ describe('checkpoints (run directories)', () => {
     model.dispose();
   });
 
+  it('a conditional U-Net run records numClasses and nullClass; loadRun rebuilds it with the same class embedding; a class count that disagrees with the weights is refused', async () => {
+    const dir = freshDir();
+    const model = new UNetDenoiser({ imageSize: 4, baseChannels: 4, groups: 2, channelMults: [1], attention: false, numClasses: 3, seed: 2 });
+    const rngState = { rng: [1, 2, 3, 4, NaN], samplerOrder: Int32Array.from([1, 0, 2]), samplerPos: 3 };
+    await saveCheckpoint(dir, { model, ema: null, optimizer: null, schedule: s, step: 0, seed: 0, rngState, losses: new Float32Array(0), skipped: 0, train: { conditional: true, pUncond: 0.1 } });
+    const m = JSON.parse(fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8'));
+    expect(m.model.config.numClasses).to.equal(3);
+    expect(m.model.config.nullClass).to.equal(3);
+    expect(m.train).to.deep.equal({ conditional: true, pUncond: 0.1 });
+    const run = await loadRun(dir);
+    const loaded = run.model as UNetDenoiser;
+    expect([loaded.numClasses, loaded.nullClass]).to.deep.equal([3, 3]);
+    expect(values(loaded)).to.deep.equal(values(model));
+    // The class reaches the output: the same x_t and t with class 0 and class 2 give what the saved model gives.
+    const xt = tf.randomNormal([2, 4, 4, 1], 0, 1, 'float32', 9);
+    for (const c of [0, 2, 3]) {
+      const [a, b] = [model.predictEps(xt, 5, c), loaded.predictEps(xt, 5, c)];
+      expect(Array.from(b.dataSync()), `class ${c}`).to.deep.equal(Array.from(a.dataSync()));
+      tf.dispose([a, b]);
+    }
+    xt.dispose();
+    run.dispose();
+    model.dispose();
+    editManifest(dir, (mm) => Object.assign(mm.model.config, { numClasses: 4, nullClass: 4 }));
+    await expectRejects(() => loadRun(dir), /model\.config\.numClasses is 4 but the weights' class embedding has 4 rows \(3 classes and the null class\): the config does not match the weights/);
+    editManifest(dir, (mm) => {
+      delete mm.model.config.numClasses;
+      delete mm.model.config.nullClass;
+    });
+    await expectRejects(() => loadRun(dir), /model\.config\.numClasses is null but the weights' class embedding has 4 rows \(3 classes and the null class\)/);
+    editManifest(dir, (mm) => Object.assign(mm.model.config, { numClasses: 3, nullClass: 2 }));
+    await expectRejects(() => loadRun(dir), /the model config is invalid: nullClass must be an integer in \[3, 3\], got 2/);
+    // An unconditional run whose manifest claims classes.
+    const plain = freshDir();
+    const u = new UNetDenoiser({ imageSize: 4, baseChannels: 4, groups: 2, channelMults: [1], attention: false, seed: 2 });
+    await saveCheckpoint(plain, { model: u, ema: null, optimizer: null, schedule: s, step: 0, seed: 0, rngState, losses: new Float32Array(0), skipped: 0, train: {} });
+    u.dispose();
+    editManifest(plain, (mm) => Object.assign(mm.model.config, { numClasses: 10 }));
+    await expectRejects(() => loadRun(plain), /model\.config\.numClasses is 10 but the weights' class embedding is absent \(an unconditional model\)/);
+  });
+
   it('resume: 10 steps, saved, loaded in a fresh model, resumed to 20 equals 20 uninterrupted steps bit for bit (weights, EMA, losses); a fresh optimizer would not', async () => {
     const data = gaussianMixture2d(100, { seed: 1 });
     const m1 = new MlpDenoiser(modelConfig);

@@ -10,7 +10,23 @@ import * as path from 'path';
 import { expect } from 'chai';
 import { PNG } from 'pngjs';
 import * as tf from '@tensorflow/tfjs';
-import { MlpDenoiser, TrainableDenoiser, UNetDenoiser, elboTerms, judgeDigits, linearSchedule, loadMnist, loadRun, readManifest, sampleDDPM } from '../lib';
+import {
+  ConditionalDenoiser,
+  MlpDenoiser,
+  TrainableDenoiser,
+  UNetDenoiser,
+  elboTerms,
+  guidedDenoiser,
+  imageGrid,
+  judgeAccuracy,
+  judgeDigits,
+  linearSchedule,
+  loadMnist,
+  loadRun,
+  readManifest,
+  sampleDDPM,
+  shippedJudge,
+} from '../lib';
 import { MANIFEST_FILE } from '../lib/training/checkpoint';
 import { bytesPerSample, chunkSeed, planChunks } from '../lib/cli/common';
 import { imageGridPng } from '../lib/data/image';
@@ -135,6 +151,13 @@ describe('the ddpm command line', function () {
       [['eval', '--run', out, '--n', '1'], /--n must be an integer in \[2, 100000\], got "1"/],
       [['info'], /ddpm info needs --run/],
       [['info', '--run', out, '--n', '5'], /Unknown option '--n' \(an option of ddpm sample, eval, not of ddpm info\)/],
+      [['train', '--data', 'moons', '--out', out, '--conditional'], /--conditional needs --data mnist \(a set with class labels\); moons is 2-D and has no classes/],
+      [['train', '--data', 'mnist', '--out', out, '--p-uncond', '0.2'], /--p-uncond needs --conditional/],
+      [['train', '--data', 'mnist', '--out', out, '--conditional', '--p-uncond', '1.5'], /--p-uncond must be a number in \[0, 1\], got "1\.5"/],
+      [['sample', '--run', out, '--out', path.join(tmp, 'x.png'), '--guidance', '2'], /--guidance needs --class \(guidance steers the samples toward a class\)/],
+      [['sample', '--run', out, '--out', path.join(tmp, 'x.png'), '--class', '1', '--guidance', '-1'], /--guidance must be a number >= 0, got "-1"/],
+      [['sample', '--run', out, '--out', path.join(tmp, 'x.png'), '--class', '1', '--guidance', 'abc'], /--guidance must be a number >= 0, got "abc"/],
+      [['eval', '--run', out, '--class', '3', '--judge', '0'], /--class needs the digit judge: --judge N with N >= 2 digits per class/],
     ];
     for (const [argv, pattern] of cases) {
       const r = await cli(...argv);
@@ -574,5 +597,81 @@ ls -a '${runDir}'
     const info = await run(['info', '--run', dir, '--json']);
     const m = JSON.parse(info.stdout);
     expect([m.step, m.model.kind, m.model.config.baseChannels, m.backend]).to.deep.equal([1, 'unet', 4, 'cpu']);
+  });
+  it('class-conditional MNIST (issue 14): train --conditional records the classes; sample --class K --guidance W draws guided rows; eval --class judges each class; info shows the count; bad uses exit 2', async function () {
+    this.timeout(400_000); // seven CLI runs, each loading tfjs and MNIST, and in-process sampling beside them
+    const dir = path.join(tmp, 'conditional');
+    const tiny = ['--n-data', '20', '--batch', '4', '--T', '4', '--channels', '4', '--channel-mults', '1', '--groups', '2', '--no-attention', '--backend', 'cpu', '--quiet'];
+    const t = await run(['train', '--data', 'mnist', '--conditional', '--p-uncond', '0.5', '--steps', '2', ...tiny, '--out', dir]);
+    expect(t.code, t.stderr).to.equal(0);
+    expect(t.stdout).to.match(/on 20 mnist examples, conditional on 10 classes \(null class 10, p-uncond 0\.5\)/);
+    const m = readManifest(dir);
+    expect([m.model.config.numClasses, m.model.config.nullClass, m.train.conditional, m.train.pUncond]).to.deep.equal([10, 10, true, 0.5]);
+    const info = await run(['info', '--run', dir, '--backend', 'cpu', '--quiet']);
+    expect(info.stdout).to.match(/^classes +10 \(conditional; null class 10, labels dropped to it with p 0\.5\)$/m);
+
+    // Two classes, two samples each, w = 2: rows by class, each row what the library's guided sampler
+    // draws from the same seed; w = 0 draws others (so the comparison can fail).
+    const png = path.join(tmp, 'classes.png');
+    const s = await run(['sample', '--run', dir, '--class', '3,7', '--n', '2', '--guidance', '2', '--out', png, '--backend', 'cpu', '--quiet']);
+    expect(s.code, s.stderr).to.equal(0);
+    const img = PNG.sync.read(fs.readFileSync(png));
+    expect([img.width, img.height], '2 columns, 2 rows').to.deep.equal([2 * 28 + 3 * 2, 2 * 28 + 3 * 2]);
+    const loaded = await loadRun(dir);
+    const model = loaded.ema as unknown as ConditionalDenoiser;
+    const draw = async (c: number, w: number, n: number) => {
+      const { x0 } = await sampleDDPM(guidedDenoiser(model, c, w), loaded.schedule, [n, 28, 28, 1], { seed: 0, clipX0: true });
+      const v = (await x0.data()) as Float32Array;
+      x0.dispose();
+      return v;
+    };
+    const grid = async (w: number) => {
+      const rows = [await draw(3, w, 2), await draw(7, w, 2)];
+      const all = new Float32Array(rows[0].length * 2);
+      all.set(rows[0]);
+      all.set(rows[1], rows[0].length);
+      return imageGrid(all, { n: 4, size: 28, channels: 1, cols: 2 });
+    };
+    expect(fs.readFileSync(png).equals(await grid(2)), 'the CLI grid equals the guided sampler, class by class').to.equal(true);
+    expect(fs.readFileSync(png).equals(await grid(0)), 'guidance changes these samples').to.equal(false);
+    const every = path.join(tmp, 'all.png');
+    const a = await run(['sample', '--run', dir, '--class', 'all', '--n', '1', '--sampler', 'ddim', '--steps', '2', '--out', every, '--backend', 'cpu', '--quiet']);
+    expect(a.code, a.stderr).to.equal(0);
+    const allImg = PNG.sync.read(fs.readFileSync(every));
+    expect([allImg.width, allImg.height], 'one column, ten rows (ddim)').to.deep.equal([28 + 2 * 2, 10 * 28 + 11 * 2]);
+    const out = await run(['sample', '--run', dir, '--class', '10', '--out', path.join(tmp, 'c10.png'), '--backend', 'cpu']);
+    expect([out.code, out.stderr.split('\n')[0]]).to.deep.equal([2, 'ddpm sample: --class must be an integer in [0, 9], a comma list of them or all, got "10"']);
+
+    // eval --class: the share the judge calls class 3, as judgeAccuracy finds on the same guided samples.
+    const e = await run(['eval', '--run', dir, '--class', '3', '--guidance', '1', '--judge', '2', '--n', '2', '--backend', 'cpu', '--quiet']);
+    expect(e.code, e.stderr).to.equal(0);
+    expect(e.stdout).to.match(/ddpm samples \(w = 1\) +2 /);
+    const row = /^ +3 +2 +([\d.]+) % +([\d.]+) %$/m.exec(e.stdout);
+    expect(row, e.stdout).to.not.equal(null);
+    const direct = await judgeAccuracy(shippedJudge(), await draw(3, 1, 2), [3, 3]);
+    expect([Number(row![1]), Number(row![2])]).to.deep.equal([Number((100 * direct.accuracy).toFixed(1)), Number((100 * direct.confidentShare).toFixed(1))]);
+    loaded.dispose();
+
+    // Resume keeps the flags: a changed --p-uncond is a conflict.
+    const r = await run(['train', '--out', dir, '--resume', '--steps', '3', '--p-uncond', '0.2', '--backend', 'cpu']);
+    expect(r.code).to.equal(2);
+    expect(r.stderr).to.match(/--p-uncond "0\.2" conflicts with the run in .*conditional, whose p-uncond is 0\.5/);
+    // The NaN fault seam wraps a conditional model too: the classes still reach it, and the NaN is found at its step.
+    const nan = await run(['train', '--out', dir, '--resume', '--steps', '4', '--backend', 'cpu', '--quiet'], { DDPM_TEST_NAN_AT_STEP: '3' });
+    expect(nan.code, nan.stderr).to.equal(1);
+    expect(nan.stderr).to.match(/the loss at step 3 is NaN .*the last good checkpoint is step 2 /);
+
+    // An unconditional run: --class is refused, and --conditional on resume is a conflict.
+    const plain = path.join(tmp, 'unconditional');
+    const p = await cli('train', '--data', 'mixture', '--n-data', '50', '--batch', '10', '--T', '10', '--hidden', '8', '--depth', '1', '--steps', '1', '--backend', 'cpu', '--quiet', '--out', plain);
+    expect(p.code, p.err).to.equal(0);
+    const c = await cli('sample', '--run', plain, '--class', '1', '--out', path.join(tmp, 'p.csv'), '--backend', 'cpu', '--quiet');
+    expect([c.code, c.err.split('\n')[0]]).to.deep.equal([2, `ddpm sample: --class: run ${plain} was trained without --conditional (it has no classes); sample it without --class and --guidance`]);
+    const ce = await cli('eval', '--run', plain, '--class', '1', '--backend', 'cpu', '--quiet');
+    expect(ce.code).to.equal(2);
+    expect(ce.err).to.include('was trained without --conditional');
+    const rc = await cli('train', '--out', plain, '--resume', '--steps', '2', '--conditional', '--backend', 'cpu', '--quiet');
+    expect(rc.code).to.equal(2);
+    expect(rc.err).to.match(/--conditional conflicts with the run in .*unconditional, whose conditional is false/);
   });
 });

@@ -10,7 +10,6 @@ import { expect } from 'chai';
 import {
   LOCK_FILE,
   acquireRunLock,
-  checkWritableFile,
   heldLock,
   packageRoot,
   packageVersion,
@@ -20,6 +19,7 @@ import {
   tempPathFor,
   writeFileAtomic,
 } from '../lib/runtime/files';
+import { checkWritableFile } from '../lib/cli/rundir';
 import { projectRoot } from '../lib/workbook/runners/project';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-files-test-'));

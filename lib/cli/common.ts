@@ -3,15 +3,25 @@
  * sampling, and sampling in memory-bounded chunks.
  */
 import * as tf from '@tensorflow/tfjs';
-import { useBestBackend } from '../runtime/backend';
-import { LoadedRun, loadRun, readManifest } from '../training/checkpoint';
-import { checkerboard, gaussianMixture2d, moons, swissRoll } from '../data/toy';
-import { loadMnist } from '../data/mnist';
-import type { Denoiser, TrainableDenoiser } from '../diffusion/denoiser';
-import { deriveSeed } from '../diffusion/random';
-import type { Schedule } from '../diffusion/schedule';
-import { sampleDDIM, sampleDDPM } from '../diffusion/sampling';
-import { BACKENDS, Command, UsageError, Values, choiceValue, requireValue } from './flags';
+import {
+  Denoiser,
+  LoadedRun,
+  RunManifest,
+  Schedule,
+  TrainableDenoiser,
+  checkerboard,
+  deriveSeed,
+  gaussianMixture2d,
+  loadMnist,
+  loadRun,
+  moons,
+  readManifest,
+  sampleDDIM,
+  sampleDDPM,
+  swissRoll,
+  useBestBackend,
+} from '../index';
+import { BACKENDS, Command, UsageError, Values, choiceValue, numValue, requireValue } from './flags';
 
 /** Where the CLI writes; tests pass their own. */
 export interface CliIO {
@@ -28,6 +38,8 @@ export interface DatasetRow {
   maxSize: number;
   /** Draws n examples (seeded), or, for images, the first n train digits (all when n is null). */
   load(n: number | null, seed: number): tf.Tensor;
+  /** The class of each example load() gives (the same n), for sets that have classes (mnist's digits). */
+  labels?(n: number | null): Int32Array;
 }
 
 const points = (make: (n: number, o: { seed: number }) => tf.Tensor2D): DatasetRow['load'] => (n, seed) => make(n ?? 10000, { seed });
@@ -38,7 +50,19 @@ export const DATASETS: readonly DatasetRow[] = [
   { name: 'moons', image: false, defaultSize: 10000, maxSize: 1e7, load: points(moons) },
   { name: 'mixture', image: false, defaultSize: 10000, maxSize: 1e7, load: points(gaussianMixture2d) },
   { name: 'checkerboard', image: false, defaultSize: 10000, maxSize: 1e7, load: points(checkerboard) },
-  { name: 'mnist', image: true, defaultSize: 9000, maxSize: 1e5, load: (n) => loadMnist({ split: 'train', limit: n ?? undefined }).images },
+  {
+    name: 'mnist',
+    image: true,
+    defaultSize: 9000,
+    maxSize: 1e5,
+    load: (n) => loadMnist({ split: 'train', limit: n ?? undefined }).images,
+    // Parsed again (cheap: the levels are cached per process) so load() keeps returning one tensor.
+    labels: (n) => {
+      const { images, labels } = loadMnist({ split: 'train', limit: n ?? undefined });
+      images.dispose();
+      return labels;
+    },
+  },
 ];
 
 /** The table's row for a data-set name (throws for a name the table lacks). */
@@ -51,6 +75,48 @@ export function dataset(name: string): DatasetRow {
 /** The training examples of a run: the data set drawn with the run's seed. */
 export function trainingData(name: string, nData: number | null, seed: number): tf.Tensor {
   return dataset(name).load(nData, deriveSeed(seed, 0xda7a));
+}
+
+/** The class of each training example of a run (trainingData's order), for a set with classes. */
+export function trainingLabels(name: string, nData: number | null): Int32Array {
+  const row = dataset(name);
+  if (!row.labels) throw new Error(`${name} has no class labels`);
+  return row.labels(nData);
+}
+
+/** The class count a run's model was built with (0: unconditional), from its manifest. */
+export function runClasses(m: RunManifest): number {
+  const n = m.model.config.numClasses;
+  return typeof n === 'number' && n > 0 ? n : 0;
+}
+
+/**
+ * The classes --class asks for (null when not given): an integer, a comma list or `all`, each in
+ * [0, numClasses - 1]; a UsageError for an unconditional run or a class out of range.
+ */
+export function classValues(v: Values, m: RunManifest, dir: string): number[] | null {
+  const raw = v.class;
+  if (raw === undefined) return null;
+  const numClasses = runClasses(m);
+  if (numClasses === 0) throw new UsageError(`--class: run ${dir} was trained without --conditional (it has no classes); sample it without --class and --guidance`);
+  const text = String(raw).trim();
+  if (text === 'all') return Array.from({ length: numClasses }, (_, k) => k);
+  const parts = text.split(',').map((p) => p.trim());
+  const bad = () => new UsageError(`--class must be an integer in [0, ${numClasses - 1}], a comma list of them or all, got ${JSON.stringify(raw)}`);
+  const classes = parts.map((p) => {
+    if (!/^\d+$/.test(p) || Number(p) >= numClasses) throw bad();
+    return Number(p);
+  });
+  const twice = classes.find((c, i) => classes.indexOf(c) !== i);
+  if (twice !== undefined) throw new UsageError(`--class names class ${twice} twice (${JSON.stringify(raw)}); give each class once`);
+  return classes;
+}
+
+/** --guidance W (default 0), refused without --class: guidance steers toward a class. */
+export function guidanceValue(v: Values, cmd: Command): number {
+  const w = numValue(v, cmd, 'guidance');
+  if (w !== undefined && v.class === undefined) throw new UsageError('--guidance needs --class (guidance steers the samples toward a class)');
+  return w ?? 0;
 }
 
 /** Fresh 2-D points from a run's data distribution, never the training draw. */
@@ -77,11 +143,15 @@ export interface OpenRun {
   image: boolean;
 }
 
-/** Loads --run (every check of loadRun) and picks its weights; manifest problems come before the backend starts. */
-export async function openRun(v: Values, cmd: Command, io: CliIO): Promise<OpenRun> {
+/**
+ * Loads --run (every check of loadRun) and picks its weights; manifest problems, and those `check`
+ * finds in the manifest (flags that do not fit the run), come before the backend starts.
+ */
+export async function openRun(v: Values, cmd: Command, io: CliIO, check?: (m: RunManifest, dir: string) => void): Promise<OpenRun> {
   const dir = requireValue(v, cmd, 'run');
   const which = choiceValue<'ema' | 'model'>(v, cmd, 'weights');
-  readManifest(dir);
+  const manifest = readManifest(dir);
+  check?.(manifest, dir);
   await chooseBackend(v, cmd, io);
   const run = await loadRun(dir);
   if (which === 'ema' && !run.ema) {

@@ -4,17 +4,25 @@
  * for scale. Both show progress as `train` does (the library's Progress) unless --quiet.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Denoiser } from '../diffusion/denoiser';
-import { elboTerms } from '../diffusion/elbo';
-import { energyDistance } from '../data/metrics';
-import { loadMnist } from '../data/mnist';
-import { Progress } from '../runtime/progress';
-import { deriveSeed } from '../diffusion/random';
-import { sampleDDPM } from '../diffusion/sampling';
-import { judgeDigits, formatJudgeReport, JudgeReport } from '../data/judge';
-import type { Schedule } from '../diffusion/schedule';
+import {
+  ConditionalDenoiser,
+  Denoiser,
+  JudgeReport,
+  Progress,
+  Schedule,
+  deriveSeed,
+  elboTerms,
+  energyDistance,
+  formatJudgeReport,
+  guidedDenoiser,
+  judgeAccuracy,
+  judgeDigits,
+  loadMnist,
+  sampleDDPM,
+  shippedJudge,
+} from '../index';
 import { MAX_SAMPLE_IMAGES, UsageError, Values, checkAllValues, choiceValue, intValue, numValue } from './flags';
-import { CHUNK_BUDGET_BYTES, CliIO, DrawOptions, bytesPerSample, chunkSeed, drawSamples, heldOutPoints, openRun, planChunks, planDraw } from './common';
+import { CHUNK_BUDGET_BYTES, CliIO, DrawOptions, bytesPerSample, chunkSeed, classValues, drawSamples, guidanceValue, heldOutPoints, openRun, planChunks, planDraw } from './common';
 import type { RunTrainSettings } from './train';
 
 /** The model, counting its calls into a progress bar (elboTerms makes one call per timestep). */
@@ -41,7 +49,12 @@ export async function cmdEval(v: Values, io: CliIO): Promise<number> {
   if (judgeN === 1) throw new UsageError('--judge must be 0 (skip) or an integer in [2, ' + MAX_SAMPLE_IMAGES + '] (a covariance needs 2 samples), got 1');
   const eta = numValue(v, 'eval', 'eta') ?? 0;
   const stepsFlag = intValue(v, 'eval', 'steps');
-  const { run, model, which, image } = await openRun(v, 'eval', io);
+  const w = guidanceValue(v, 'eval');
+  if (v.class !== undefined && judgeN === 0) throw new UsageError('--class needs the digit judge: --judge N with N >= 2 digits per class (it is 0)');
+  let classes: number[] | null = null;
+  const { run, model, which, image } = await openRun(v, 'eval', io, (m, dir) => {
+    classes = classValues(v, m, dir);
+  });
   try {
     const train = run.manifest.train as unknown as RunTrainSettings;
     const T = run.schedule.T;
@@ -78,7 +91,10 @@ export async function cmdEval(v: Values, io: CliIO): Promise<number> {
         images.dispose();
       }
       if (!v.json) io.out.write(`bits/dim ${(result.bitsPerDim as number).toFixed(4)} on ${result.n} held-out digits (step ${run.manifest.step})\n`);
-      if (judgeN >= 2) result.judge = await judgeSamples(model, run.schedule, judgeN, { sampler, steps, eta, seed, chunk: chunkFlag, clipX0: true }, v, io);
+      const draw: DrawOptions = { sampler, steps, eta, seed, chunk: chunkFlag, clipX0: true };
+      const wanted = classes as number[] | null;
+      if (wanted) result.classes = await judgeClasses(model as unknown as ConditionalDenoiser, run.schedule, judgeN, wanted, w, draw, v, io);
+      else if (judgeN >= 2) result.judge = await judgeSamples(model, run.schedule, judgeN, draw, v, io);
       if (v.json) io.out.write(`${JSON.stringify(result)}\n`);
     } else {
       const n = nFlag ?? 1000;
@@ -127,4 +143,57 @@ async function judgeSamples(model: Denoiser, schedule: Schedule, n: number, o: D
   const report = await judgeDigits(images, { seed: o.seed });
   if (!v.json) io.out.write(`${formatJudgeReport(report, `${o.sampler} samples`)}\n`);
   return report;
+}
+
+/** What eval --class reports for one class: the share of its samples the judge calls that class. */
+export interface ClassJudgement {
+  class: number;
+  n: number;
+  /** Share of the class's samples whose argmax class is the class asked for. */
+  judgedAsClass: number;
+  /** Share of them the judge is confident about (max probability >= 0.9), whatever the class. */
+  confidentShare: number;
+}
+
+/**
+ * eval --class: n digits per class, guided (w), each class from the same seed as `sample --class`
+ * draws; prints the judge's usual table over all of them and, per class, the share judged as that class.
+ */
+async function judgeClasses(
+  model: ConditionalDenoiser,
+  schedule: Schedule,
+  n: number,
+  classes: number[],
+  w: number,
+  o: DrawOptions,
+  v: Values,
+  io: CliIO,
+): Promise<{ guidance: number; perClass: ClassJudgement[]; judge: JudgeReport }> {
+  const one = [28, 28, 1];
+  const dim = 28 * 28;
+  const guided = classes.map((c) => guidedDenoiser(model, c, w));
+  const plan = await planDraw(guided[0], n, one, o.chunk);
+  const stepsPerChunk = o.sampler === 'ddpm' ? schedule.T : o.steps;
+  if (!v.json) {
+    io.out.write(`the digit judge: sampling ${n} digits per class for class${classes.length > 1 ? 'es' : ''} ${classes.join(', ')} with ${o.sampler} (${stepsPerChunk} steps), guidance w = ${w}\n`);
+  }
+  const per = stepsPerChunk * plan.count;
+  const bar = v.quiet ? null : new Progress('judge', per * classes.length, io.out as NodeJS.WriteStream);
+  const all = new Float32Array(n * classes.length * dim);
+  const perClass: ClassJudgement[] = [];
+  for (let k = 0; k < classes.length; k++) {
+    const images = await drawSamples(guided[k], schedule, n, one, plan, { ...o, onStep: (done) => bar?.update(k * per + done) });
+    all.set(images, k * n * dim);
+    const { accuracy, confidentShare } = await judgeAccuracy(shippedJudge(), images, new Int32Array(n).fill(classes[k]));
+    perClass.push({ class: classes[k], n, judgedAsClass: accuracy, confidentShare });
+  }
+  const report = await judgeDigits(all, { seed: o.seed });
+  if (!v.json) {
+    io.out.write(`${formatJudgeReport(report, `${o.sampler} samples (w = ${w})`)}\n`);
+    io.out.write(`class   n   judged as the class   confident\n`);
+    for (const r of perClass) {
+      io.out.write(`${String(r.class).padStart(5)}${String(r.n).padStart(4)}${`${(100 * r.judgedAsClass).toFixed(1)} %`.padStart(22)}${`${(100 * r.confidentShare).toFixed(1)} %`.padStart(12)}\n`);
+    }
+  }
+  return { guidance: w, perClass, judge: report };
 }

@@ -64,6 +64,8 @@ export const FLAGS: readonly FlagRow[] = [
   { name: 'res-blocks', commands: ['train'], kind: { type: 'int', lo: 1, hi: 16 }, arg: 'R', help: 'unet: residual blocks per level (1)' },
   { name: 'groups', commands: ['train'], kind: { type: 'int', lo: 1, hi: 4096 }, arg: 'G', help: 'unet: group-norm groups (8)' },
   { name: 'no-attention', commands: ['train'], kind: { type: 'boolean' }, help: 'unet: no self-attention block' },
+  { name: 'conditional', commands: ['train'], kind: { type: 'boolean' }, help: "mnist: a class-conditional U-Net (10 digit classes and a null class) trained on MNIST's labels, for classifier-free guidance" },
+  { name: 'p-uncond', commands: ['train'], kind: { type: 'number', lo: 0, hi: 1, range: 'in [0, 1]' }, arg: 'P', help: 'with --conditional: the probability a label is dropped to the null class at a step, in [0, 1]; default 0.1' },
 
   { name: 'run', commands: ['sample', 'eval', 'info'], kind: { type: 'string' }, arg: 'RUN_DIR', help: 'the run directory (required)' },
   { name: 'out', commands: ['sample'], kind: { type: 'string' }, arg: 'FILE', help: '.png (image runs: a grid), .csv or .json (2-D runs) (required); checked before sampling' },
@@ -76,6 +78,8 @@ export const FLAGS: readonly FlagRow[] = [
   { name: 'judge', commands: ['eval'], kind: { type: 'int', lo: 0, hi: MAX_SAMPLE_IMAGES }, arg: 'N', help: `mnist runs: digits sampled and scored by the digit judge (confident share, classes, Fréchet distance, beside references), in [0, ${MAX_SAMPLE_IMAGES}]; 0 skips; default 64` },
   { name: 'seed', commands: ['sample', 'eval'], kind: { type: 'int', lo: 0, hi: SEED_MAX }, arg: 'S', help: 'seed of the noise; default 0' },
   { name: 'weights', commands: ['sample', 'eval'], kind: { type: 'choice', choices: ['ema', 'model'] }, arg: 'W', help: 'ema or model; default ema when the run keeps one' },
+  { name: 'class', commands: ['sample', 'eval'], kind: { type: 'string' }, arg: 'K', help: 'conditional runs: a class 0..9, a comma list (3,7) or all; --n (sample) or --judge (eval) digits per class, one grid row per class' },
+  { name: 'guidance', commands: ['sample', 'eval'], kind: { type: 'number', lo: 0, hi: Infinity, range: '>= 0' }, arg: 'W', help: 'with --class: the guidance weight w >= 0, eps~ = (1 + w) eps(x|c) - w eps(x); default 0 (the conditional model alone)' },
   { name: 'json', commands: ['eval', 'info'], kind: { type: 'boolean' }, help: 'print the result as JSON' },
 
   { name: 'backend', commands: ALL, kind: { type: 'choice', choices: BACKENDS }, arg: 'NAME', help: 'auto (the fastest that works), cpu, wasm, webgpu or tensorflow; default auto' },
@@ -215,11 +219,13 @@ export function checkAllValues(cmd: Command, v: Values): void {
 const USAGE: Record<Command, string> = {
   train: `usage: ddpm train --data SET --out RUN_DIR [options]
        ddpm train --out RUN_DIR --resume [--steps N] [--checkpoint-every N] [--skip-nonfinite] [the run's own flags]`,
-  sample: 'usage: ddpm sample --run RUN_DIR --out FILE [options]',
+  sample: `usage: ddpm sample --run RUN_DIR --out FILE [options]
+       ddpm sample --run RUN_DIR --out FILE.png --class K|K,K|all [--guidance W]   (a --conditional run)`,
   eval: `usage: ddpm eval --run RUN_DIR [options]
 
   mnist runs: bits/dim (the discretised ELBO, T model evaluations) on held-out digits, then --judge
-  digits sampled (--sampler) and scored by the digit judge beside its references;
+  digits sampled (--sampler) and scored by the digit judge beside its references; a conditional run
+  with --class K [--guidance W] samples --judge digits per class and prints the share judged as K;
   2-D runs: energy distance of DDPM samples to fresh data, with two references for scale.`,
   info: `usage: ddpm info --run RUN_DIR [--json]
 

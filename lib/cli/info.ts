@@ -6,10 +6,10 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { loadRun, readManifest } from '../training/checkpoint';
-import { formatBytes } from '../runtime/files';
+import { loadRun, readManifest } from '../index';
 import { Values, checkAllValues, requireValue } from './flags';
-import { CliIO, chooseBackend } from './common';
+import { CliIO, chooseBackend, runClasses } from './common';
+import { formatBytes } from './rundir';
 import type { RunTrainSettings } from './train';
 
 /** `ddpm info`: resolves to 0 for a healthy run, 1 (after printing what is wrong) for a damaged one. */
@@ -40,6 +40,7 @@ export async function cmdInfo(v: Values, io: CliIO): Promise<number> {
       `backend        ${m.backend}`,
       `model          ${m.model.kind} ${JSON.stringify(m.model.config)}`,
       `schedule       ${JSON.stringify(m.schedule)}`,
+      `classes        ${runClasses(m) ? `${runClasses(m)} (conditional; null class ${String(m.model.config.nullClass)}, labels dropped to it with p ${t.pUncond ?? '?'})` : 'none (unconditional)'}`,
       `data           ${t.data}${t.nData ? ` (${t.nData} examples)` : ''}, batch ${t.batch}, lr ${t.lr}, loss ${t.loss}, EMA ${t.emaDecay ?? 'none'}, grad clip ${t.gradClip ?? 'none'}`,
       `seed           ${m.seed}`,
       `checkpoint     every ${t.checkpointEvery} steps; saved ${m.savedAt}; ${JSON.stringify(shard)} (${size}, ${m.weightsManifest[0].weights.length} tensors)`,

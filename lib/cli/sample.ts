@@ -1,14 +1,14 @@
 /**
  * `ddpm sample`: samples of a run as a PNG grid (image runs, x0_hat clipped to [-1, 1] at every
  * step as notebook 07 does) or CSV/JSON points (2-D runs), drawn in chunks whose tensor memory is
- * estimated before the first one starts. --out is checked before any sampling.
+ * estimated before the first one starts. A conditional run samples the classes --class names with
+ * classifier-free guidance --guidance W, one grid row per class. --out is checked before any sampling.
  */
 import * as path from 'path';
-import { imageGridPng } from '../data/image';
-import { Progress } from '../runtime/progress';
-import { checkWritableFile, formatBytes, writeFileAtomic } from '../runtime/files';
+import { ConditionalDenoiser, Denoiser, Progress, guidedDenoiser, imageGrid, writeFileAtomic } from '../index';
 import { MAX_SAMPLE_IMAGES, UsageError, Values, checkAllValues, choiceValue, intValue, numValue, requireValue } from './flags';
-import { CliIO, drawSamples, openRun, planDraw } from './common';
+import { CliIO, classValues, drawSamples, guidanceValue, openRun, planDraw } from './common';
+import { checkWritableFile, formatBytes } from './rundir';
 
 /** `ddpm sample`: resolves to 0 after writing --out. */
 export async function cmdSample(v: Values, io: CliIO): Promise<number> {
@@ -30,7 +30,11 @@ export async function cmdSample(v: Values, io: CliIO): Promise<number> {
   const chunkFlag = intValue(v, 'sample', 'chunk');
   const eta = numValue(v, 'sample', 'eta') ?? 0;
   const stepsFlag = intValue(v, 'sample', 'steps');
-  const { run, model, which, image } = await openRun(v, 'sample', io);
+  const w = guidanceValue(v, 'sample');
+  let classes: number[] | null = null;
+  const { run, model, which, image } = await openRun(v, 'sample', io, (m, dir) => {
+    classes = classValues(v, m, dir);
+  });
   try {
     if (image && ext !== '.png') throw new UsageError(`this run makes images: --out must end in .png, got ${JSON.stringify(out)}`);
     if (!image && ext === '.png') throw new UsageError(`this run makes 2-D points: --out must end in .csv or .json, got ${JSON.stringify(out)}`);
@@ -38,18 +42,34 @@ export async function cmdSample(v: Values, io: CliIO): Promise<number> {
     const T = run.schedule.T;
     if (stepsFlag !== undefined && stepsFlag > T) throw new UsageError(`--steps must be an integer in [1, ${T}] (the run's T), got ${stepsFlag}`);
     const n = nFlag ?? (image ? 16 : 1000);
+    const wanted = classes as number[] | null;
+    if (wanted && n * wanted.length > MAX_SAMPLE_IMAGES) {
+      throw new UsageError(`--n ${n} per class for ${wanted.length} classes makes ${n * wanted.length} images, more than the ${MAX_SAMPLE_IMAGES} of one grid; lower --n or name fewer classes`);
+    }
     const cfg = run.manifest.model.config as { imageSize?: number; channels?: number };
     const one = image ? [cfg.imageSize ?? 28, cfg.imageSize ?? 28, cfg.channels ?? 1] : [2];
     const steps = sampler === 'ddpm' ? T : stepsFlag ?? Math.min(50, T);
-    const plan = await planDraw(model, n, one, chunkFlag);
+    // One denoiser per class; without --class the model itself (a conditional one then samples its null class).
+    const denoisers: Denoiser[] = wanted ? wanted.map((c) => guidedDenoiser(model as unknown as ConditionalDenoiser, c, w)) : [model];
+    const plan = await planDraw(denoisers[0], n, one, chunkFlag);
+    const what = wanted ? ` per class for class${wanted.length > 1 ? 'es' : ''} ${wanted.join(', ')} (guidance w = ${w})` : '';
     io.out.write(
-      `sampling ${n} with ${sampler} (${steps} steps) from the ${which} weights of ${run.dir} (step ${run.manifest.step}), ` +
+      `sampling ${n}${what} with ${sampler} (${steps} steps) from the ${which} weights of ${run.dir} (step ${run.manifest.step}), ` +
         `${plan.count === 1 ? 'one batch' : `${plan.count} batches of ${plan.size}`} (about ${formatBytes(plan.bytesPerChunk)} of tensors each)\n`,
     );
-    const bar = v.quiet ? null : new Progress('sample', steps * plan.count, io.out as NodeJS.WriteStream);
-    const values = await drawSamples(model, run.schedule, n, one, plan, { sampler, steps, eta, seed, clipX0: image, onStep: (done) => bar?.update(done) }).catch((e: Error) => {
-      throw new Error(`${e.message} (step ${run.manifest.step})`);
-    });
+    const perDenoiser = steps * plan.count;
+    const bar = v.quiet ? null : new Progress('sample', perDenoiser * denoisers.length, io.out as NodeJS.WriteStream);
+    const dim = one.reduce((a, b) => a * b, 1);
+    const values = new Float32Array(n * denoisers.length * dim);
+    for (let k = 0; k < denoisers.length; k++) {
+      // Every class starts from the same noise (the same seed): rows differ only by their class, and
+      // --class 7 draws what row 7 of --class all shows.
+      const drawn = await drawSamples(denoisers[k], run.schedule, n, one, plan, { sampler, steps, eta, seed, clipX0: image, onStep: (done) => bar?.update(k * perDenoiser + done) }).catch((e: Error) => {
+        throw new Error(`${e.message} (step ${run.manifest.step})`);
+      });
+      values.set(drawn, k * n * dim);
+    }
+    const total = n * denoisers.length;
     const write = (data: string | Uint8Array) => {
       try {
         writeFileAtomic(out, data, { mkdir: false });
@@ -57,7 +77,7 @@ export async function cmdSample(v: Values, io: CliIO): Promise<number> {
         throw new Error(`could not write ${out}: ${(e as Error).message}`);
       }
     };
-    if (ext === '.png') write(imageGridPng(values, n, one[0], one[2]));
+    if (ext === '.png') write(imageGrid(values, { n: total, size: one[0], channels: one[2], ...(wanted ? { cols: n } : {}) }));
     else if (ext === '.csv') {
       const lines = ['x,y'];
       for (let i = 0; i < n; i++) lines.push(`${values[2 * i]},${values[2 * i + 1]}`);

@@ -7,16 +7,39 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { MANIFEST_FILE, ModelKind, RunManifest, buildModel, loadRunForResume, modelKind, readManifest, saveCheckpoint } from '../training/checkpoint';
-import type { TrainableDenoiser } from '../diffusion/denoiser';
-import { LOSS_TYPES, LossType } from '../diffusion/loss';
-import { Progress, formatDuration } from '../runtime/progress';
-import { Schedule, ScheduleName, namedSchedule } from '../diffusion/schedule';
-import { createOptimizer, train } from '../training/train';
-import { RunLock, acquireRunLock, describeFsError, formatBytes, freeBytes, makeDirs } from '../runtime/files';
+import {
+  ClassLabel,
+  LOSS_TYPES,
+  LossType,
+  MANIFEST_FILE,
+  ModelKind,
+  Progress,
+  RunLock,
+  RunManifest,
+  Schedule,
+  ScheduleName,
+  Timestep,
+  TrainableDenoiser,
+  acquireRunLock,
+  buildModel,
+  createOptimizer,
+  describeFsError,
+  formatDuration,
+  isConditional,
+  loadRunForResume,
+  makeDirs,
+  modelKind,
+  namedSchedule,
+  readManifest,
+  saveCheckpoint,
+  train,
+} from '../index';
+// The test-only fault seam is not library API (it is null unless a test sets DDPM_TEST_* variables),
+// so the CLI reaches it directly rather than through the entry.
 import { faults } from '../runtime/faults';
 import { UsageError, Values, checkAllValues, choiceValue, intValue, numValue, requireValue } from './flags';
-import { CliIO, DATASETS, chooseBackend, dataset, trainingData } from './common';
+import { CliIO, DATASETS, chooseBackend, dataset, trainingData, trainingLabels } from './common';
+import { formatBytes, freeBytes } from './rundir';
 
 /** The training settings a run keeps in its manifest ("train"), enough to rebuild data and optimizer. */
 export interface RunTrainSettings {
@@ -31,7 +54,14 @@ export interface RunTrainSettings {
   loss: LossType;
   checkpointEvery: number;
   skipNonFinite: boolean;
+  /** A class-conditional model trained on the data's labels (--conditional); false for runs saved before the flag existed. */
+  conditional: boolean;
+  /** The probability a label is dropped to the null class (conditional runs), else null. */
+  pUncond: number | null;
 }
+
+/** The class count of a conditional run's model: MNIST's ten digits. */
+export const CONDITIONAL_CLASSES = 10;
 
 /** The manifest's training settings, checked field by field (a hand-edited manifest gets a clear error). */
 export function savedSettings(dir: string, t: Record<string, unknown>): RunTrainSettings {
@@ -49,7 +79,14 @@ export function savedSettings(dir: string, t: Record<string, unknown>): RunTrain
   if (!LOSS_TYPES.includes(t.loss as LossType)) throw bad('loss', `one of ${LOSS_TYPES.join(', ')}`);
   if (!int('checkpointEvery', 1)) throw bad('checkpointEvery', 'an integer >= 1');
   if (typeof t.skipNonFinite !== 'boolean') throw bad('skipNonFinite', 'true or false');
-  return { ...(t as unknown as RunTrainSettings) };
+  // Runs saved before --conditional existed lack both fields: they are unconditional.
+  const conditional = t.conditional ?? false;
+  const pUncond = t.pUncond ?? null;
+  if (typeof conditional !== 'boolean') throw bad('conditional', 'true or false');
+  if (conditional ? !(typeof pUncond === 'number' && pUncond >= 0 && pUncond <= 1) : pUncond !== null) {
+    throw bad('pUncond', conditional ? 'a number in [0, 1] (the run is conditional)' : 'null (the run is not conditional)');
+  }
+  return { ...(t as unknown as RunTrainSettings), conditional, pUncond: pUncond as number | null };
 }
 
 /** Flags a resumed run may change; every other flag must equal the run's value. */
@@ -79,6 +116,10 @@ function freshSettings(v: Values): { settings: RunTrainSettings; kind: ModelKind
   const seed = intValue(v, 'train', 'seed') ?? 0;
   const nData = intValue(v, 'train', 'n-data', set.maxSize) ?? null;
   const ema = numValue(v, 'train', 'ema') ?? 0.999;
+  const conditional = v.conditional === true;
+  if (conditional && !image) throw new UsageError(`--conditional needs --data mnist (a set with class labels); ${data} is 2-D and has no classes`);
+  const pUncondFlag = numValue(v, 'train', 'p-uncond');
+  if (pUncondFlag !== undefined && !conditional) throw new UsageError('--p-uncond needs --conditional (it is the share of labels dropped to the null class)');
   const settings: RunTrainSettings = {
     data,
     nData,
@@ -91,6 +132,8 @@ function freshSettings(v: Values): { settings: RunTrainSettings; kind: ModelKind
     loss: choiceValue<LossType>(v, 'train', 'loss') ?? 'simple',
     checkpointEvery: intValue(v, 'train', 'checkpoint-every') ?? 100,
     skipNonFinite: v['skip-nonfinite'] === true,
+    conditional,
+    pUncond: conditional ? pUncondFlag ?? 0.1 : null,
   };
   const examples = nData ?? set.defaultSize;
   if (settings.batch > examples) throw new UsageError(`--batch must be at most the number of training examples (${examples}), got ${settings.batch}`);
@@ -118,6 +161,7 @@ function freshSettings(v: Values): { settings: RunTrainSettings; kind: ModelKind
     const g = intValue(v, 'train', 'groups');
     if (g !== undefined) modelConfig.groups = g;
     if (v['no-attention']) modelConfig.attention = false;
+    if (conditional) modelConfig.numClasses = CONDITIONAL_CLASSES;
   }
   // The model's own checks (groups dividing channels, even channels, ...) become usage errors.
   let nWeights: number;
@@ -165,6 +209,8 @@ function runFlagValue(name: string, m: RunManifest, t: RunTrainSettings): Plain 
     case 'res-blocks': return (cfg.numResBlocks as number) ?? null;
     case 'groups': return (cfg.groups as number) ?? null;
     case 'no-attention': return cfg.attention === false;
+    case 'conditional': return t.conditional;
+    case 'p-uncond': return t.pUncond;
     default: return null;
   }
 }
@@ -175,7 +221,8 @@ function givenFlagValue(name: string, v: Values): Plain {
     case 'data': case 'model': case 'schedule': case 'loss': return choiceValue<string>(v, 'train', name) ?? null;
     case 'lr': case 'ema': case 'grad-clip': return numValue(v, 'train', name) ?? null;
     case 'channel-mults': return parseMults(v)?.join(',') ?? null;
-    case 'no-attention': return v['no-attention'] === true;
+    case 'no-attention': case 'conditional': return v[name] === true;
+    case 'p-uncond': return numValue(v, 'train', name) ?? null;
     default: return intValue(v, 'train', name) ?? null;
   }
 }
@@ -231,18 +278,22 @@ function prepareOut(out: string): boolean {
 function withNanFault(model: TrainableDenoiser, initialStep: number, at: number): TrainableDenoiser {
   let step = initialStep;
   const underTape = () => ((tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth ?? 0) > 0;
+  // A conditional model stays one (train() gives it the batch's classes through the third argument).
+  const inner = model as unknown as { predictEps(xt: tf.Tensor, t: Timestep, c?: ClassLabel): tf.Tensor };
+  const call = (xt: tf.Tensor, t: Timestep, c?: ClassLabel) => inner.predictEps(xt, t, c);
   return {
+    ...(isConditional(model) ? { numClasses: model.numClasses, nullClass: model.nullClass } : {}),
     trainableVariables: model.trainableVariables,
     config: model.config,
     clone: () => model.clone(),
     dispose: () => model.dispose(),
-    predictEps: (xt, t) => {
-      if (!underTape()) return model.predictEps(xt, t);
+    predictEps: (xt: tf.Tensor, t: Timestep, c?: ClassLabel) => {
+      if (!underTape()) return call(xt, t, c);
       step++;
-      const eps = model.predictEps(xt, t);
+      const eps = call(xt, t, c);
       return step === at ? tf.tidy(() => eps.mul(NaN)) : eps;
     },
-  };
+  } as TrainableDenoiser;
 }
 
 function readableKind(model: TrainableDenoiser): string {
@@ -377,9 +428,11 @@ async function trainLocked(
   try {
     data = trainingData(settings.data, settings.nData, settings.seed);
     if (settings.batch > data.shape[0]) throw new UsageError(`--batch must be at most the number of training examples (${data.shape[0]}), got ${settings.batch}`);
+    const labels = settings.conditional ? trainingLabels(settings.data, settings.nData) : undefined;
     const nWeights = model.trainableVariables.reduce((n, w) => n + w.size, 0);
+    const classes = isConditional(model) ? `, conditional on ${model.numClasses} classes (null class ${model.nullClass}, p-uncond ${settings.pUncond})` : '';
     io.out.write(
-      `training ${readableKind(model)} (${nWeights.toLocaleString('en')} weights) on ${data.shape[0]} ${settings.data} examples, T = ${schedule.T}, ` +
+      `training ${readableKind(model)} (${nWeights.toLocaleString('en')} weights) on ${data.shape[0]} ${settings.data} examples${classes}, T = ${schedule.T}, ` +
         `steps ${initialStep + 1}..${settings.steps}, batch ${settings.batch}, lr ${settings.lr}, backend ${backend}, run ${out}\n`,
     );
     const bar = v.quiet ? null : new Progress('train', settings.steps - initialStep, io.out as NodeJS.WriteStream);
@@ -392,6 +445,8 @@ async function trainLocked(
         model: nanAt === null ? model : withNanFault(model, initialStep, nanAt),
         schedule,
         data,
+        labels,
+        pUncond: settings.pUncond ?? undefined,
         steps: settings.steps,
         batchSize: settings.batch,
         lr: settings.lr,

@@ -297,7 +297,9 @@ async function main(): Promise<void> {
   }
 }
 
-if (require.main === module) {
+// Bundled into another program (esbuild puts every module in one file, so `module` is the bundle's
+// own), the guard alone would start this script inside, e.g., the ddpm CLI: the file name says which.
+if (require.main === module && /judge-train\.[jt]s$/.test(require.main.filename)) {
   main().catch((e) => {
     console.error(e instanceof Error ? e.message : e);
     process.exit(1);

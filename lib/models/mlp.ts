@@ -31,6 +31,8 @@ const MLP_DEFAULTS: MlpDenoiserConfig = { dataDim: 2, hidden: 128, depth: 3, emb
  */
 export class MlpDenoiser implements TrainableDenoiser {
   readonly config: MlpDenoiserConfig;
+  /** The shape of one example, [dataDim]: train() checks data against it without running the model. */
+  readonly inputShape: readonly number[];
   readonly trainableVariables: tf.Variable[];
   /** One dotted name per trainable variable, in the same order. */
   readonly variableNames: string[];
@@ -47,6 +49,7 @@ export class MlpDenoiser implements TrainableDenoiser {
     if (c.embedDim % 2 !== 0) throw new Error(`embedDim must be an even integer >= 2, got ${c.embedDim}`);
     checkInteger('seed', c.seed, 0);
     this.config = Object.freeze(c);
+    this.inputShape = Object.freeze([c.dataDim]);
 
     const p = new ParamBuilder(c.seed, weights);
     this.hiddenLayers = [];

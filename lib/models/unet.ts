@@ -107,6 +107,8 @@ function selfAttention(x: tf.Tensor4D, p: AttentionParams, groups: number): tf.T
 /** eps_theta for images of shape [batch, imageSize, imageSize, channels] (NHWC): DDPM's U-Net. */
 export class UNetDenoiser implements TrainableDenoiser, ConditionalDenoiser {
   readonly config: UNetDenoiserConfig;
+  /** The shape of one example, [imageSize, imageSize, channels]: train() checks data against it without running the model. */
+  readonly inputShape: readonly number[];
   /** The class count (0: unconditional) and the null class (numClasses; -1 when unconditional). */
   readonly numClasses: number;
   readonly nullClass: number;
@@ -127,6 +129,7 @@ export class UNetDenoiser implements TrainableDenoiser, ConditionalDenoiser {
   constructor(config: Partial<UNetDenoiserConfig> = {}, weights?: readonly tf.Tensor[]) {
     const c = checkUNetConfig({ ...UNET_DEFAULTS, ...config });
     this.config = c;
+    this.inputShape = Object.freeze([c.imageSize, c.imageSize, c.channels]);
     const p = new ParamBuilder(c.seed, weights);
     const residualOutInit = c.zeroInitOutput ? 'zeros' : 'glorotUniform';
     const levels = c.channelMults.length;

@@ -1,7 +1,7 @@
 /**
  * The file system, once: the one atomic writer, the package root, the advisory lock that gives a
- * run directory a single writer, the cleanup of temporary files and the checks an output path
- * gets before any work starts. Node-only (the maths core never imports it).
+ * run directory a single writer and the cleanup of temporary files. Node-only (the maths core never
+ * imports it). The CLI's checks of an output path before any work are in lib/cli/rundir.ts.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -284,44 +284,4 @@ export function acquireRunLock(dir: string, command = process.argv.slice(1).join
     return lock;
   }
   throw new Error(`could not take the lock ${file}: other processes keep replacing it`);
-}
-
-// ---- checks before the work ----
-
-/** Free bytes for an unprivileged writer on the file system holding `dir`, or null where statfs is unavailable. */
-export function freeBytes(dir: string): number | null {
-  try {
-    const s = fs.statfsSync(dir);
-    return Number(s.bavail) * Number(s.bsize);
-  } catch {
-    return null;
-  }
-}
-
-/** `bytes` as 12.3 KiB / 4.5 MiB / 1.2 GiB. */
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KiB`;
-  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
-}
-
-/**
- * Checks that a file can be written at `file` before any work: its folder exists and takes a new
- * file (a real probe: the temporary file is created with O_EXCL and removed) and `file` is not a
- * folder. Throws an Error whose message starts with what is wrong.
- */
-export function checkWritableFile(file: string): void {
-  const full = path.resolve(file);
-  if (fs.existsSync(full) && fs.statSync(full).isDirectory()) throw new Error(`${file} is a directory, not a file`);
-  const dir = path.dirname(full);
-  if (!fs.existsSync(dir)) throw new Error(`the folder ${dir} does not exist`);
-  if (!fs.statSync(dir).isDirectory()) throw new Error(`${dir} is a file, not a folder`);
-  const probe = tempPathFor(full);
-  try {
-    fs.closeSync(fs.openSync(probe, 'wx'));
-  } catch (e) {
-    throw new Error(`cannot write in ${dir}: ${describeFsError(e)}`);
-  }
-  fs.rmSync(probe, { force: true });
 }

@@ -358,6 +358,18 @@ function checkTensorSpecs(dir: string, m: RunManifest): void {
     new Error(
       `${where}: the ${m.model.kind} config does not match the weights: ${name} has shape [${got}] in the weights file, the config ${JSON.stringify(m.model.config)} needs [${want}]`,
     );
+  if (m.model.kind === 'unet') {
+    // Said in the config's terms first: the class count decides the embedding's rows (classes + the null class).
+    const emb = specs.get('model/classEmbedding');
+    const inConfig = Number(m.model.config.numClasses ?? 0);
+    const inWeights = emb && emb.shape.length === 2 ? emb.shape[0] - 1 : 0;
+    if (inConfig !== inWeights) {
+      throw new Error(
+        `${where}: model.config.numClasses is ${JSON.stringify(m.model.config.numClasses ?? null)} but the weights' class embedding ` +
+          `${emb ? `has ${emb.shape[0]} rows (${inWeights} classes and the null class)` : 'is absent (an unconditional model)'}: the config does not match the weights`,
+      );
+    }
+  }
   const hasEma = [...specs.keys()].some((n) => n.startsWith('ema/'));
   for (const [name, shape] of expected) {
     for (const group of hasEma ? ['model', 'ema'] : ['model']) {

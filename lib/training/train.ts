@@ -5,7 +5,8 @@
  * weights. docs/equations.md#simple-loss. Notebooks: 05_training_2d, 07_mnist.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { TrainableDenoiser } from '../diffusion/denoiser';
+import type { Denoiser, TrainableDenoiser } from '../diffusion/denoiser';
+import { ConditionalDenoiser, dropClassLabels, isConditional } from '../diffusion/guidance';
 import { LOSS_TYPES, LossType, drawTimesteps, hybridLossUnchecked, simpleLossUnchecked, vlbLossUnchecked } from '../diffusion/loss';
 import { FusedAdam } from './optim';
 import { Rng, deriveSeed } from '../diffusion/random';
@@ -28,6 +29,14 @@ export interface TrainOptions {
   schedule: Schedule;
   /** Training data, batch first ([N, ...]); it is not disposed. */
   data: tf.Tensor;
+  /**
+   * One class per example of `data` (0 .. numClasses - 1) for a conditional model (isConditional),
+   * which then learns eps(x_t, t | c) and, from labels dropped to its null class, eps(x_t, t).
+   * docs/equations.md#guidance. Required for a conditional model, refused for an unconditional one.
+   */
+  labels?: Int32Array;
+  /** Probability in [0, 1] that a label is replaced by the null class at a step; default 0.1 (needs labels). */
+  pUncond?: number;
   steps: number;
   batchSize: number;
   /** Adam's learning rate; default 1e-3. */
@@ -144,10 +153,20 @@ async function checkTrainOptions(o: TrainOptions): Promise<void> {
     }
     checkInteger('rngState.samplerPos', r.samplerPos, 0, o.data.shape[0]);
   }
+  checkLabels(o);
   await checkFiniteTensorAsync('data', o.data);
-  // One forward pass on one example before any state exists: a model that rejects the data's shape
-  // fails here, outside tf.variableGrads, whose tape would keep the tensors it saved for the backward
-  // pass (12 for a small MLP) when the model throws inside a training step.
+  // A model that rejects the data's shape must fail here, outside tf.variableGrads, whose tape would
+  // keep the tensors it saved for the backward pass (12 for a small MLP) when the model throws inside
+  // a training step. A model that states its input shape is compared without running it; any other
+  // gets one forward pass on one example.
+  const inputShape = (o.model as { inputShape?: unknown }).inputShape;
+  if (Array.isArray(inputShape)) {
+    const got = o.data.shape.slice(1);
+    if (got.length !== inputShape.length || got.some((d, i) => d !== inputShape[i])) {
+      throw new Error(`data of shape [${o.data.shape}] does not fit the model: xt must have shape [batch, ${inputShape.join(', ')}]`);
+    }
+    return;
+  }
   try {
     tf.tidy(() => {
       o.model.predictEps(tf.slice(o.data, 0, 1), tf.tensor1d([1], 'int32'));
@@ -155,6 +174,40 @@ async function checkTrainOptions(o: TrainOptions): Promise<void> {
   } catch (e) {
     throw new Error(`data of shape [${o.data.shape}] does not fit the model: ${(e as Error).message}`);
   }
+}
+
+/** labels and pUncond against the model and the data: labels exactly for a conditional model, one real class per example. */
+function checkLabels(o: TrainOptions): void {
+  const conditional = isConditional(o.model);
+  if (o.labels === undefined) {
+    if (conditional) {
+      const m = o.model as unknown as ConditionalDenoiser;
+      throw new Error(`model is conditional (numClasses ${m.numClasses}): pass labels (an Int32Array with one class in [0, ${m.numClasses - 1}] per example of data) to train it`);
+    }
+    if (o.pUncond !== undefined) throw new Error(`pUncond (${String(o.pUncond)}) needs labels and a conditional model; this run trains without labels`);
+    return;
+  }
+  if (!conditional) {
+    const n = (o.model as { numClasses?: unknown }).numClasses;
+    throw new Error(`labels need a conditional model (numClasses >= 1, e.g. new UNetDenoiser({ numClasses: 10 })), got an unconditional model (numClasses ${n ?? 'unset'})`);
+  }
+  const { numClasses } = o.model as unknown as ConditionalDenoiser;
+  if (!(o.labels instanceof Int32Array)) throw new Error(`labels must be an Int32Array of classes, got ${Object.prototype.toString.call(o.labels)}`);
+  if (o.labels.length !== o.data.shape[0]) {
+    throw new Error(`labels must hold one class per example of data (${o.data.shape[0]}), got ${o.labels.length}`);
+  }
+  for (let i = 0; i < o.labels.length; i++) {
+    const c = o.labels[i];
+    if (c < 0 || c >= numClasses) throw new Error(`labels[${i}] must be a class in [0, ${numClasses - 1}] (the model has ${numClasses} classes), got ${c}`);
+  }
+  if (o.pUncond !== undefined) checkNumber('pUncond', o.pUncond, 0, 1);
+}
+
+/** The labels of one batch (gathered with its indices), each dropped to the null class with probability pUncond. */
+function batchLabels(labels: Int32Array, idx: Int32Array, numClasses: number, pUncond: number, rng: Rng): Int32Array {
+  const gathered = new Int32Array(idx.length);
+  for (let i = 0; i < idx.length; i++) gathered[i] = labels[idx[i]];
+  return dropClassLabels(gathered, numClasses, pUncond, rng);
 }
 
 /** Batch indices: the data reshuffled every epoch (without replacement within an epoch), seeded. */
@@ -230,6 +283,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   await checkTrainOptions(o);
   const { model, schedule: s, data, steps, batchSize } = o;
   const seed = o.seed ?? 0;
+  const labels = o.labels ?? null;
+  const numClasses = labels ? (model as unknown as ConditionalDenoiser).numClasses : 0;
+  const pUncond = o.pUncond ?? 0.1;
   const lossType = o.loss ?? 'simple';
   const first = o.initialStep ?? 0;
   const every = o.progressEvery ?? Math.max(1, Math.round((steps - first) / 50));
@@ -289,14 +345,25 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       const idx = sampler.next(batchSize);
       const tValues = drawTimesteps(s.T, batchSize, rng);
       const noiseSeed = deriveSeed(seed, 0xe95, step);
+      // The drops come from a stream of (seed, step) alone, not from `rng`, so that a resumed run
+      // draws the same ones with no new checkpoint state.
+      const cValues = labels ? batchLabels(labels, idx, numClasses, pUncond, new Rng(deriveSeed(seed, 0xc1a55, step))) : null;
       const { value, grads } = tf.tidy(() => {
         const x0 = tf.gather(data, tf.tensor1d(idx, 'int32'));
         const eps = tf.randomNormal(x0.shape, 0, 1, 'float32', noiseSeed);
         const t = tf.tensor1d(tValues, 'int32');
+        // Every loss calls the model through predictEps(xt, t) (the vlb and hybrid ones once, as the
+        // simple one): this view gives each of those calls the batch's classes.
+        let net: Denoiser = model;
+        if (cValues) {
+          const c = tf.tensor1d(cValues, 'int32');
+          const m = model as unknown as ConditionalDenoiser;
+          net = { predictEps: (xt, tt) => m.predictEps(xt, tt, c) };
+        }
         const f = (): tf.Scalar => {
-          if (lossType === 'simple') return simpleLossUnchecked(model, s, x0, t, eps);
-          if (lossType === 'vlb') return vlbLossUnchecked(model, s, x0, tValues, eps);
-          return hybridLossUnchecked(model, s, x0, t, tValues, eps);
+          if (lossType === 'simple') return simpleLossUnchecked(net, s, x0, t, eps);
+          if (lossType === 'vlb') return vlbLossUnchecked(net, s, x0, tValues, eps);
+          return hybridLossUnchecked(net, s, x0, t, tValues, eps);
         };
         const r = tf.variableGrads(f, vars);
         return { value: r.value, grads: o.gradClip !== undefined ? clipByGlobalNorm(r.grads, o.gradClip) : r.grads };

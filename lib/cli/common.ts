@@ -129,9 +129,8 @@ export function heldOutPoints(name: string, n: number, seed: number): tf.Tensor2
 /** Sets the backend --backend asks for; prints which one (unless --quiet) and why others were passed over. */
 export async function chooseBackend(v: Values, cmd: Command, io: CliIO): Promise<string> {
   const name = choiceValue<(typeof BACKENDS)[number]>(v, cmd, 'backend') ?? 'auto';
-  const choice = await useBestBackend(name === 'auto' ? {} : { prefer: name });
-  const passed = Object.entries(choice.reasons).map(([k, r]) => `${k}: ${r.split('\n')[0]}`);
-  if (!v.quiet) io.err.write(`backend: ${choice.name}${passed.length ? ` (passed over ${passed.join('; ')})` : ''}\n`);
+  // The library's one chooser; it also writes the line saying what it chose and why (to stderr here).
+  const choice = await useBestBackend({ prefer: name === 'auto' ? undefined : name, preferLabel: '--backend', verbose: !v.quiet, log: (line) => io.err.write(`${line}\n`) });
   return choice.name;
 }
 

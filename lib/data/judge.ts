@@ -668,24 +668,15 @@ export async function judgeByClass(images: DigitImages, requested: ArrayLike<num
   if (requested.length !== n) throw new Error(`requested must hold one class per image (${n}), got ${requested.length}`);
   for (let i = 0; i < n; i++) checkInteger(`requested[${i}]`, requested[i], 0, JUDGE_CLASSES - 1);
   const judge = opts.judge ?? shippedJudge();
-  const halves = await heldOutHalves();
-  const byClass = (labels: Int32Array, k: number) => labels.reduce<number[]>((acc, l, i) => (l === k ? [...acc, i] : acc), []);
-  const pick = (src: Float32Array, idx: number[]) => {
-    const out = new Float32Array(idx.length * PIXELS);
-    idx.forEach((s, j) => out.set(src.subarray(s * PIXELS, (s + 1) * PIXELS), j * PIXELS));
-    return out;
-  };
+  const ref = await classReferenceFor(judge);
   const { probs, features } = await judgeOutputs(judge, data);
   const classes: ClassJudgement[] = [];
-  const referencePerClass: number[] = [];
   for (let k = 0; k < JUDGE_CLASSES; k++) {
-    const refIdx = byClass(halves.reference.labels, k);
-    referencePerClass.push(refIdx.length);
     const mine = Array.from({ length: n }, (_, i) => i).filter((i) => requested[i] === k);
     if (mine.length === 0) continue;
-    const others = byClass(halves.others.labels, k);
-    if (mine.length < 2 || mine.length > others.length) {
-      throw new Error(`class ${k} must have between 2 and ${others.length} samples (held-out digits of it to compare with), got ${mine.length}`);
+    const others = ref.others[k];
+    if (mine.length < 2 || mine.length > others.length / JUDGE_FEATURES) {
+      throw new Error(`class ${k} must have between 2 and ${others.length / JUDGE_FEATURES} samples (held-out digits of it to compare with), got ${mine.length}`);
     }
     const histogram = new Array<number>(JUDGE_CLASSES).fill(0);
     let confident = 0;
@@ -696,8 +687,8 @@ export async function judgeByClass(images: DigitImages, requested: ArrayLike<num
       if (c === k && p >= JUDGE_CONFIDENCE) confident++;
       feats.set(features.subarray(i * JUDGE_FEATURES, (i + 1) * JUDGE_FEATURES), j * JUDGE_FEATURES);
     });
-    const refStats = meanAndCovariance({ data: (await judgeOutputs(judge, pick(halves.reference.images, refIdx))).features, dim: JUDGE_FEATURES });
-    const real = (await judgeOutputs(judge, pick(halves.others.images, others.slice(0, mine.length)))).features;
+    const refStats = ref.stats[k];
+    const real = others.subarray(0, mine.length * JUDGE_FEATURES);
     classes.push({
       requested: k,
       n: mine.length,
@@ -709,7 +700,42 @@ export async function judgeByClass(images: DigitImages, requested: ArrayLike<num
     });
   }
   const hits = classes.reduce((a, c) => a + c.hitShare * c.n, 0);
-  return { classes, minHitShare: Math.min(...classes.map((c) => c.hitShare)), hitShare: hits / n, referencePerClass };
+  return { classes, minHitShare: Math.min(...classes.map((c) => c.hitShare)), hitShare: hits / n, referencePerClass: ref.count.slice() };
+}
+
+interface ClassReference {
+  /** Per class: mean and covariance of the reference half's features of that class. */
+  stats: { mean: number[]; cov: number[][] }[];
+  /** Per class: reference digits. */
+  count: number[];
+  /** Per class: the other half's features of that class, in order (the real-digit floor takes a prefix). */
+  others: Float64Array[];
+}
+
+const classReferences = new WeakMap<DigitJudge, ClassReference>();
+
+/** The held-out halves' features per class under `judge`, computed once per judge. */
+async function classReferenceFor(judge: DigitJudge): Promise<ClassReference> {
+  const known = classReferences.get(judge);
+  if (known) return known;
+  const halves = await heldOutHalves();
+  const featuresByClass = async (set: LabelledDigits): Promise<Float64Array[]> => {
+    const { features } = await judgeOutputs(judge, set.images);
+    return Array.from({ length: JUDGE_CLASSES }, (_, k) => {
+      const idx = Array.from(set.labels.keys()).filter((i) => set.labels[i] === k);
+      const out = new Float64Array(idx.length * JUDGE_FEATURES);
+      idx.forEach((src, j) => out.set(features.subarray(src * JUDGE_FEATURES, (src + 1) * JUDGE_FEATURES), j * JUDGE_FEATURES));
+      return out;
+    });
+  };
+  const reference = await featuresByClass(halves.reference);
+  const ref: ClassReference = {
+    stats: reference.map((f) => meanAndCovariance({ data: f, dim: JUDGE_FEATURES })),
+    count: reference.map((f) => f.length / JUDGE_FEATURES),
+    others: await featuresByClass(halves.others),
+  };
+  classReferences.set(judge, ref);
+  return ref;
 }
 
 /** A judgeByClass report as a text table (one row per requested class). */

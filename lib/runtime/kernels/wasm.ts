@@ -26,6 +26,7 @@
  * should call registerWasmKernels() afterwards.
  */
 import * as tf from '@tensorflow/tfjs';
+import { simdFilterGrad } from './conv-simd';
 import { splitVRows, sumLeading } from './layout';
 
 type Info = tf.TensorInfo;
@@ -33,6 +34,9 @@ type Info = tf.TensorInfo;
 /** The part of tfjs-backend-wasm's BackendWasm used here. */
 interface WasmBackend extends tf.KernelBackend {
   disposeData(dataId: object, force?: boolean): boolean;
+  makeOutput(shape: number[], dtype: 'float32'): Info;
+  getMemoryOffset(dataId: object): number;
+  wasm?: { asm?: { memory?: WebAssembly.Memory } };
 }
 
 type KernelArgs = { inputs: Record<string, Info>; backend: WasmBackend; attrs: Record<string, unknown> };
@@ -158,6 +162,24 @@ function checkFloat(kernel: string, inputs: Record<string, Info>): void {
   }
 }
 
+/** Which filter-gradient route to take: 'auto' (by shape, measured), or forced for A/B tests and benchmarks. */
+export type FilterGradRoute = 'auto' | 'simd' | 'xnnpack';
+let filterRoute: FilterGradRoute = 'auto';
+
+/** Forces the Conv2DBackpropFilter route (tests, benchmarks); 'auto' restores the measured choice. Returns the previous setting. */
+export function setFilterGradRoute(route: FilterGradRoute): FilterGradRoute {
+  if (route !== 'auto' && route !== 'simd' && route !== 'xnnpack') throw new Error(`setFilterGradRoute: route must be 'auto', 'simd' or 'xnnpack', got '${String(route)}'`);
+  const before = filterRoute;
+  filterRoute = route;
+  return before;
+}
+
+/** The route for these channel counts: the SIMD kernel needs inC or outC a multiple of 4. */
+function filterGradRoute(inC: number, outC: number): 'simd' | 'xnnpack' {
+  if (inC % 4 !== 0 && outC % 4 !== 0) return 'xnnpack';
+  return filterRoute === 'xnnpack' ? 'xnnpack' : 'simd';
+}
+
 /** dW of a 2-D convolution, as the convolution x^T * dy^T (see the module comment). */
 function conv2dBackpropFilter({ inputs, backend, attrs }: KernelArgs): Info {
   const { x, dy } = inputs;
@@ -171,6 +193,17 @@ function conv2dBackpropFilter({ inputs, backend, attrs }: KernelArgs): Info {
   }
   if (inC !== filterShape[2]) throw new Error(`wasm Conv2DBackpropFilter: x has ${inC} channels, filterShape [${filterShape}] wants ${filterShape[2]}`);
   const { top, left } = info.padInfo;
+  if (batch > 0 && filterGradRoute(inC, outChannels) === 'simd') {
+    const fn = simdFilterGrad(backend.wasm?.asm?.memory);
+    if (fn) {
+      // makeOutput may grow the heap; offsets (not views) are taken after it.
+      const out = backend.makeOutput(filterShape, 'float32');
+      const at = (t: Info) => backend.getMemoryOffset(t.dataId);
+      const rc = fn(at(x), at(dy), at(out), batch, height, width, inC, outHeight, outWidth, outChannels, kh, kw, sh, sw, top, left);
+      if (rc === 0) return out;
+      backend.disposeData(out.dataId);
+    }
+  }
   // Rows of padded x that the last window reaches: (outHeight - 1) sh + kh - top; below that, none is used.
   const bottom = (outHeight - 1) * sh + kh - height - top;
   const right = (outWidth - 1) * sw + kw - width - left;

@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { useBestBackend } from '../lib';
 import { CONV_SIMD_WASM_BASE64 } from '../lib/runtime/kernels/conv-simd-wasm';
-import { setFilterGradRoute } from '../lib/runtime/kernels/wasm';
+import { setConvGradRoute } from '../lib/runtime/kernels/wasm';
 import { useCpu } from './support';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -93,6 +93,36 @@ function reference(c: Case, x: Float32Array, dy: Float32Array): { dw: Float64Arr
   return { dw, mag, terms: B * outH * outW };
 }
 
+/** dx by the definition, in float64, with sum |dy w| per entry, for filter [kh, kw, inC, outC]. */
+function referenceDx(c: Case, dy: Float32Array, w: Float32Array): { dw: Float64Array; mag: Float64Array; terms: number } {
+  const [B, H, W, C] = c.x;
+  const [kh, kw] = c.k;
+  const [sh, sw] = c.stride;
+  const { outH, outW, top, left } = geometry(c);
+  const O = c.outC;
+  const dx = new Float64Array(B * H * W * C);
+  const mag = new Float64Array(dx.length);
+  for (let b = 0; b < B; b++)
+    for (let y = 0; y < outH; y++)
+      for (let xx = 0; xx < outW; xx++)
+        for (let i = 0; i < kh; i++) {
+          const iy = y * sh + i - top;
+          if (iy < 0 || iy >= H) continue;
+          for (let j = 0; j < kw; j++) {
+            const ix = xx * sw + j - left;
+            if (ix < 0 || ix >= W) continue;
+            for (let ci = 0; ci < C; ci++)
+              for (let co = 0; co < O; co++) {
+                const p = dy[((b * outH + y) * outW + xx) * O + co] * w[((i * kw + j) * C + ci) * O + co];
+                const at = ((b * H + iy) * W + ix) * C + ci;
+                dx[at] += p;
+                mag[at] += Math.abs(p);
+              }
+          }
+        }
+  return { dw: dx, mag, terms: kh * kw * O };
+}
+
 function expectWithinRounding(actual: ArrayLike<number>, ref: { dw: Float64Array; mag: Float64Array; terms: number }, what: string): void {
   const n = ref.terms + 1;
   const gamma = (n * U) / (1 - n * U);
@@ -117,6 +147,23 @@ function filterGrad(c: Case, x: Float32Array, dy: Float32Array): Float32Array {
       filterShape: [c.k[0], c.k[1], c.x[3], c.outC],
     } as never) as tf.Tensor;
     return dw.dataSync() as Float32Array;
+  });
+}
+
+/** Conv2DBackpropInput on the current backend. */
+function inputGrad(c: Case, dy: Float32Array, w: Float32Array): Float32Array {
+  const { outH, outW } = geometry(c);
+  return tf.tidy(() => {
+    const dyt = tf.tensor4d(dy, [c.x[0], outH, outW, c.outC]);
+    const wt = tf.tensor4d(w, [c.k[0], c.k[1], c.x[3], c.outC]);
+    const dx = tf.engine().runKernel('Conv2DBackpropInput', { dy: dyt, filter: wt }, {
+      strides: c.stride,
+      pad: c.pad,
+      dataFormat: 'NHWC',
+      dimRoundingMode: undefined,
+      inputShape: c.x,
+    } as never) as tf.Tensor;
+    return dx.dataSync() as Float32Array;
   });
 }
 
@@ -145,7 +192,7 @@ describe('wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c)', func
   this.timeout(120000);
 
   after(async () => {
-    setFilterGradRoute('auto');
+    setConvGradRoute('auto');
     await useCpu();
   });
 
@@ -197,6 +244,42 @@ describe('wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c)', func
     }
   });
 
+  it('the input gradient writes dx and its scratch and not one other byte of the memory; it declines inC not a multiple of 4', () => {
+    const mod = new WebAssembly.Module(Buffer.from(CONV_SIMD_WASM_BASE64, 'base64'));
+    for (const c of [
+      { x: [2, 7, 11, 8], k: [3, 3], outC: 5, stride: [1, 1], pad: 'same' },
+      { x: [1, 9, 6, 12], k: [3, 3], outC: 4, stride: [2, 2], pad: 'same' },
+    ] as Case[]) {
+      const memory = new WebAssembly.Memory({ initial: 4 });
+      const heap = new Uint8Array(memory.buffer);
+      heap.fill(0x5a);
+      const { outH, outW, top, left } = geometry(c);
+      const r = rng(11);
+      const dy = fill(c.x[0] * outH * outW * c.outC, r);
+      const w = fill(c.k[0] * c.k[1] * c.x[3] * c.outC, r);
+      const dxLen = c.x.reduce((a, b) => a * b, 1);
+      const dyAt = 65536 + 32;
+      const wAt = dyAt + dy.byteLength + 48;
+      const wTAt = wAt + w.byteLength + 64;
+      const dxAt = wTAt + w.byteLength + 16;
+      new Float32Array(memory.buffer, dyAt, dy.length).set(dy);
+      new Float32Array(memory.buffer, wAt, w.length).set(w);
+      const before = heap.slice();
+      const fn = new WebAssembly.Instance(mod, { env: { memory } }).exports.conv2d_backprop_input as (...a: number[]) => number;
+      const args = [c.x[0], c.x[1], c.x[2], c.x[3], outH, outW, c.outC, c.k[0], c.k[1], c.stride[0], c.stride[1], top, left];
+      expect(fn(dyAt, wAt, wTAt, dxAt, ...args), 'return code').to.equal(0);
+      const after = new Uint8Array(memory.buffer);
+      const inside = (i: number) => (i >= wTAt && i < wTAt + w.byteLength) || (i >= dxAt && i < dxAt + 4 * dxLen);
+      let changedOutside = 0;
+      for (let i = 0; i < after.length; i++) if (!inside(i) && after[i] !== before[i]) changedOutside++;
+      expect(changedOutside, `bytes written outside dx and the scratch (${name(c)})`).to.equal(0);
+      expectWithinRounding(new Float32Array(memory.buffer, dxAt, dxLen), referenceDx(c, dy, w), `dx of ${name(c)}`);
+      const snapshot = after.slice();
+      expect(fn(dyAt, wAt, wTAt, dxAt, 1, 3, 3, 3, 3, 3, 4, 3, 3, 1, 1, 1, 1), 'return code for 3 input channels').to.equal(1);
+      expect(Buffer.from(new Uint8Array(memory.buffer)).equals(Buffer.from(snapshot)), 'memory untouched after declining').to.equal(true);
+    }
+  });
+
   // The U-Net's own shapes (batch cut to 2) and the channel tails of both paths, then random ones.
   const fixed: Case[] = [
     { x: [2, 28, 28, 1], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' },
@@ -218,15 +301,46 @@ describe('wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c)', func
       await useCpu();
       const cpu = filterGrad(c, x, dy);
       await useBestBackend({ prefer: 'wasm' });
-      setFilterGradRoute('simd');
+      setConvGradRoute('simd');
       const tensors = tf.memory().numTensors;
       const buffers = tf.backend().numDataIds();
       const simd = filterGrad(c, x, dy);
       expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
       expect(tf.backend().numDataIds(), 'wasm buffers left behind').to.equal(buffers);
-      setFilterGradRoute('auto');
+      setConvGradRoute('auto');
       expectWithinRounding(simd, ref, 'wasm SIMD dW');
       expectWithinRounding(cpu, ref, 'cpu dW');
+    });
+  }
+
+  // dx: inC a multiple of 4 (the kernel's vectors run along it), any outC; widths that give blocks of four and edge pixels.
+  const dxCases: Case[] = [
+    { x: [2, 28, 28, 16], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' },
+    { x: [2, 28, 28, 16], k: [3, 3], outC: 1, stride: [1, 1], pad: 'same' },
+    { x: [2, 28, 28, 16], k: [3, 3], outC: 16, stride: [2, 2], pad: 'same' },
+    { x: [2, 14, 14, 48], k: [3, 3], outC: 32, stride: [1, 1], pad: 'same' },
+    { x: [2, 14, 14, 64], k: [1, 1], outC: 32, stride: [1, 1], pad: 'same' },
+    ...randomCases(12, 77).map((c) => ({ ...c, x: [c.x[0], c.x[1], c.x[2] + 4, 4 * Math.ceil(c.x[3] / 4)] as Case['x'] })),
+  ];
+  for (const c of dxCases) {
+    it(`dx matches the float64 sum and the cpu backend: ${name(c)}`, async () => {
+      const { outH, outW } = geometry(c);
+      const r = rng(c.x.reduce((a, b) => a * 17 + b, c.outC + c.k[0]));
+      const dy = fill(c.x[0] * outH * outW * c.outC, r);
+      const w = fill(c.k[0] * c.k[1] * c.x[3] * c.outC, r);
+      const ref = referenceDx(c, dy, w);
+      await useCpu();
+      const cpu = inputGrad(c, dy, w);
+      await useBestBackend({ prefer: 'wasm' });
+      setConvGradRoute('simd');
+      const tensors = tf.memory().numTensors;
+      const buffers = tf.backend().numDataIds();
+      const simd = inputGrad(c, dy, w);
+      expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
+      expect(tf.backend().numDataIds(), 'wasm buffers left behind (the scratch included)').to.equal(buffers);
+      setConvGradRoute('auto');
+      expectWithinRounding(simd, ref, 'wasm SIMD dx');
+      expectWithinRounding(cpu, ref, 'cpu dx');
     });
   }
 
@@ -247,16 +361,16 @@ describe('wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c)', func
       expect(count({ x: [2, 8, 8, 16], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' }), '16 -> 16').to.equal(0);
       expect(count({ x: [2, 8, 8, 16], k: [3, 3], outC: 1, stride: [1, 1], pad: 'same' }), '16 -> 1').to.equal(0);
       expect(count({ x: [2, 8, 8, 3], k: [3, 3], outC: 5, stride: [1, 1], pad: 'same' }), '3 -> 5').to.equal(3);
-      setFilterGradRoute('xnnpack');
+      setConvGradRoute('xnnpack');
       expect(count({ x: [2, 8, 8, 16], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' }), '16 -> 16 forced to XNNPACK').to.equal(3);
     } finally {
-      setFilterGradRoute('auto');
+      setConvGradRoute('auto');
       tf.unregisterKernel('Transpose', 'wasm');
       tf.registerKernel(transpose);
     }
   });
 
-  it('setFilterGradRoute rejects an unknown route, naming it and the valid ones', () => {
-    expect(() => setFilterGradRoute('fast' as never)).to.throw(/route must be 'auto', 'simd' or 'xnnpack', got 'fast'/);
+  it('setConvGradRoute rejects an unknown route, naming it and the valid ones', () => {
+    expect(() => setConvGradRoute('fast' as never)).to.throw(/route must be 'auto', 'simd' or 'xnnpack', got 'fast'/);
   });
 });

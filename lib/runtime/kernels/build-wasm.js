@@ -83,7 +83,7 @@ function checkModule(bytes, wasmFile) {
   const imports = WebAssembly.Module.imports(mod).map((i) => `${i.module}.${i.name}:${i.kind}`);
   if (imports.join() !== 'env.memory:memory') throw new Error(`build-wasm: ${wasmFile} must import only env.memory, imports [${imports}]`);
   const exports = WebAssembly.Module.exports(mod).map((e) => e.name);
-  if (!exports.includes('conv2d_backprop_filter')) throw new Error(`build-wasm: ${wasmFile} does not export conv2d_backprop_filter (exports [${exports}])`);
+  if (!exports.includes('conv2d_backprop_filter') || !exports.includes('conv2d_backprop_input')) throw new Error(`build-wasm: ${wasmFile} does not export conv2d_backprop_filter and conv2d_backprop_input (exports [${exports}])`);
   const asm = execFileSync(OBJDUMP, ['-d', wasmFile], { encoding: 'utf8' });
   const bad = asm.split('\n').filter((l) => /\bglobal\.(get|set)\b/.test(l));
   if (bad.length > 0) throw new Error(`build-wasm: ${wasmFile}'s code touches a global (the stack pointer?):\n${bad.slice(0, 5).join('\n')}`);
@@ -109,7 +109,7 @@ function render(bytes, sourceSha) {
     `// (${CLANG} ${FLAGS.join(' ')}). Do not edit: run \`npm run build\`;`,
     '// under CI=true the build rebuilds it and fails if the bytes differ.',
     '',
-    '/** The wasm module (base64): conv2d_backprop_filter over an imported memory. */',
+    '/** The wasm module (base64): conv2d_backprop_filter and conv2d_backprop_input over an imported memory. */',
     `export const CONV_SIMD_WASM_BASE64 = '${b64}';`,
     '/** sha256 of the C source it was built from. */',
     `export const CONV_SIMD_SOURCE_SHA256 = '${sourceSha}';`,

@@ -26,7 +26,7 @@
  * should call registerWasmKernels() afterwards.
  */
 import * as tf from '@tensorflow/tfjs';
-import { simdFilterGrad } from './conv-simd';
+import { simdConvKernels } from './conv-simd';
 import { splitVRows, sumLeading } from './layout';
 
 type Info = tf.TensorInfo;
@@ -162,22 +162,21 @@ function checkFloat(kernel: string, inputs: Record<string, Info>): void {
   }
 }
 
-/** Which filter-gradient route to take: 'auto' (by shape, measured), or forced for A/B tests and benchmarks. */
-export type FilterGradRoute = 'auto' | 'simd' | 'xnnpack';
-let filterRoute: FilterGradRoute = 'auto';
+/** Which route the conv gradients take: 'auto' (the SIMD kernels where they apply; measured faster on every U-Net shape), or forced for A/B tests and benchmarks. */
+export type ConvGradRoute = 'auto' | 'simd' | 'xnnpack';
+let convRoute: ConvGradRoute = 'auto';
 
-/** Forces the Conv2DBackpropFilter route (tests, benchmarks); 'auto' restores the measured choice. Returns the previous setting. */
-export function setFilterGradRoute(route: FilterGradRoute): FilterGradRoute {
-  if (route !== 'auto' && route !== 'simd' && route !== 'xnnpack') throw new Error(`setFilterGradRoute: route must be 'auto', 'simd' or 'xnnpack', got '${String(route)}'`);
-  const before = filterRoute;
-  filterRoute = route;
+/** Forces the route of Conv2DBackpropFilter and Conv2DBackpropInput (tests, benchmarks); 'auto' restores the default. Returns the previous setting. */
+export function setConvGradRoute(route: ConvGradRoute): ConvGradRoute {
+  if (route !== 'auto' && route !== 'simd' && route !== 'xnnpack') throw new Error(`setConvGradRoute: route must be 'auto', 'simd' or 'xnnpack', got '${String(route)}'`);
+  const before = convRoute;
+  convRoute = route;
   return before;
 }
 
-/** The route for these channel counts: the SIMD kernel needs inC or outC a multiple of 4. */
-function filterGradRoute(inC: number, outC: number): 'simd' | 'xnnpack' {
-  if (inC % 4 !== 0 && outC % 4 !== 0) return 'xnnpack';
-  return filterRoute === 'xnnpack' ? 'xnnpack' : 'simd';
+/** The SIMD kernels for this backend when the route allows them, else null. */
+function simdFor(backend: WasmBackend): ReturnType<typeof simdConvKernels> {
+  return convRoute === 'xnnpack' ? null : simdConvKernels(backend.wasm?.asm?.memory);
 }
 
 /** dW of a 2-D convolution, as the convolution x^T * dy^T (see the module comment). */
@@ -193,16 +192,14 @@ function conv2dBackpropFilter({ inputs, backend, attrs }: KernelArgs): Info {
   }
   if (inC !== filterShape[2]) throw new Error(`wasm Conv2DBackpropFilter: x has ${inC} channels, filterShape [${filterShape}] wants ${filterShape[2]}`);
   const { top, left } = info.padInfo;
-  if (batch > 0 && filterGradRoute(inC, outChannels) === 'simd') {
-    const fn = simdFilterGrad(backend.wasm?.asm?.memory);
-    if (fn) {
-      // makeOutput may grow the heap; offsets (not views) are taken after it.
-      const out = backend.makeOutput(filterShape, 'float32');
-      const at = (t: Info) => backend.getMemoryOffset(t.dataId);
-      const rc = fn(at(x), at(dy), at(out), batch, height, width, inC, outHeight, outWidth, outChannels, kh, kw, sh, sw, top, left);
-      if (rc === 0) return out;
-      backend.disposeData(out.dataId);
-    }
+  const simd = batch > 0 && (inC % 4 === 0 || outChannels % 4 === 0) ? simdFor(backend) : null;
+  if (simd) {
+    // makeOutput may grow the heap; offsets (not views) are taken after it.
+    const out = backend.makeOutput(filterShape, 'float32');
+    const at = (t: Info) => backend.getMemoryOffset(t.dataId);
+    const rc = simd.filterGrad(at(x), at(dy), at(out), batch, height, width, inC, outHeight, outWidth, outChannels, kh, kw, sh, sw, top, left);
+    if (rc === 0) return out;
+    backend.disposeData(out.dataId);
   }
   // Rows of padded x that the last window reaches: (outHeight - 1) sh + kh - top; below that, none is used.
   const bottom = (outHeight - 1) * sh + kh - height - top;
@@ -227,6 +224,17 @@ function conv2dBackpropInput({ inputs, backend, attrs }: KernelArgs): Info {
     throw new Error(`wasm Conv2DBackpropInput: dy must have shape [${[batch, outHeight, outWidth, outChannels]}], got [${dy.shape}]`);
   }
   const { top, left } = info.padInfo;
+  const inC = inputShape[3];
+  const simd = batch > 0 && inC % 4 === 0 ? simdFor(backend) : null;
+  if (simd) {
+    const out = backend.makeOutput(inputShape, 'float32');
+    const wT = backend.makeOutput([filter.shape.reduce((a, b) => a * b, 1)], 'float32');
+    const at = (t: Info) => backend.getMemoryOffset(t.dataId);
+    const rc = simd.inputGrad(at(dy), at(filter), at(wT), at(out), batch, height, width, inC, outHeight, outWidth, outChannels, kh, kw, sh, sw, top, left);
+    backend.disposeData(wT.dataId);
+    if (rc === 0) return out;
+    backend.disposeData(out.dataId);
+  }
   return withScratch(backend, (s) => {
     // [kh, kw, inC, outC] -> flipped in space, channels swapped: [kh, kw, outC, inC].
     const flipped = s.transpose(s.run('Reverse', { x: filter }, { dims: [0, 1] }), [0, 1, 3, 2]);

@@ -219,3 +219,127 @@ __attribute__((export_name("conv2d_backprop_filter"))) int conv2d_backprop_filte
   }
   return 1;
 }
+
+/*
+ * The input gradient of the same convolution, as a gather per input pixel:
+ *
+ *   dx[b, r, c, ci] = sum over taps (i, j) and co of  dy[b, y, x, co] w[i, j, ci, co]
+ *
+ * over the taps whose output pixel y = (r + padTop - i) / sh, x = (c + padLeft - j) / sw divides
+ * exactly and lies inside dy. Vectors run along ci (inC a multiple of 4) over wT[i, j, co, ci], the
+ * filter with its channel axes swapped (written into the caller's scratch first). With sw = 1 four
+ * neighbouring pixels of a row share every tap, and so every wT load; the rest go one by one.
+ * Every dx entry is written exactly once.
+ */
+
+/* dx[pixel, c0 .. c0 + 4V] for P pixels (1 or 4, sw = 1 when 4) of one row. */
+INLINE void dx_tile(const float *dyb, const float *wT, float *dxp, int P, int V, int c0, int r, int c,
+                    int inC, int outH, int outW, int outC, int kh, int kw, int sh, int sw,
+                    int padTop, int padLeft) {
+  v128_t a00 = wasm_f32x4_splat(0.0f), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+         a30 = a00, a31 = a00;
+  for (int i = 0; i < kh; i++) {
+    const int ty = r + padTop - i;
+    if (ty < 0 || ty % sh != 0) continue;
+    const int y = ty / sh;
+    if (y >= outH) continue;
+    for (int j = 0; j < kw; j++) {
+      const int tx = c + padLeft - j;
+      if (tx < 0 || tx % sw != 0) continue;
+      const int x = tx / sw;
+      if (x + P - 1 >= outW) continue; /* P = 4 only where all four are inside */
+      const float *dp = dyb + (y * outW + x) * outC;
+      const float *wp = wT + (i * kw + j) * outC * inC + c0;
+      for (int o = 0; o < outC; o++, dp++, wp += inC) {
+        v128_t w0 = wasm_v128_load(wp);
+        v128_t w1 = V > 1 ? wasm_v128_load(wp + 4) : w0;
+        v128_t s = wasm_v128_load32_splat(dp);
+        a00 = wasm_f32x4_add(a00, wasm_f32x4_mul(s, w0));
+        if (V > 1) a01 = wasm_f32x4_add(a01, wasm_f32x4_mul(s, w1));
+        if (P > 1) {
+          s = wasm_v128_load32_splat(dp + outC);
+          a10 = wasm_f32x4_add(a10, wasm_f32x4_mul(s, w0));
+          if (V > 1) a11 = wasm_f32x4_add(a11, wasm_f32x4_mul(s, w1));
+          s = wasm_v128_load32_splat(dp + 2 * outC);
+          a20 = wasm_f32x4_add(a20, wasm_f32x4_mul(s, w0));
+          if (V > 1) a21 = wasm_f32x4_add(a21, wasm_f32x4_mul(s, w1));
+          s = wasm_v128_load32_splat(dp + 3 * outC);
+          a30 = wasm_f32x4_add(a30, wasm_f32x4_mul(s, w0));
+          if (V > 1) a31 = wasm_f32x4_add(a31, wasm_f32x4_mul(s, w1));
+        }
+      }
+    }
+  }
+  float *d = dxp + c0;
+  wasm_v128_store(d, a00);
+  if (V > 1) wasm_v128_store(d + 4, a01);
+  if (P > 1) {
+    wasm_v128_store(d + inC, a10);
+    wasm_v128_store(d + 2 * inC, a20);
+    wasm_v128_store(d + 3 * inC, a30);
+    if (V > 1) {
+      wasm_v128_store(d + inC + 4, a11);
+      wasm_v128_store(d + 2 * inC + 4, a21);
+      wasm_v128_store(d + 3 * inC + 4, a31);
+    }
+  }
+}
+
+#define DX_TILE(P, V) \
+  dx_tile(dyb, wT, dxp, P, V, c0, r, c, inC, outH, outW, outC, kh, kw, sh, sw, padTop, padLeft)
+
+/* All of dx's channels at pixels c .. c + P - 1 of row r. */
+INLINE void dx_pixels(const float *dyb, const float *wT, float *dxp, int P, int r, int c, int inC,
+                      int outH, int outW, int outC, int kh, int kw, int sh, int sw, int padTop,
+                      int padLeft) {
+  int c0 = 0;
+  for (; c0 + 8 <= inC; c0 += 8) DX_TILE(P, 2);
+  if (c0 < inC) DX_TILE(P, 1);
+}
+
+/* Every pixel of dx, four at a time where sw = 1 and all four see every tap. */
+INLINE void dx_all(const float *dy, const float *wT, float *dx, int batch, int inH, int inW, int inC,
+                   int outH, int outW, int outC, int kh, int kw, int sh, int sw, int padTop,
+                   int padLeft) {
+  /* With sw = 1, pixel c reads x = c + padLeft - j for every tap j: all four of c .. c + 3 are
+   * inside dy for every tap once c >= kw - 1 - padLeft and c + 3 <= outW - 1 - padLeft. */
+  int lo = kw - 1 - padLeft;
+  if (lo < 0) lo = 0;
+  const int hi = outW - padLeft - 4; /* last start of a block of four */
+  for (int b = 0; b < batch; b++) {
+    const float *dyb = dy + b * outH * outW * outC;
+    for (int r = 0; r < inH; r++) {
+      float *row = dx + (b * inH + r) * inW * inC;
+      int c = 0;
+      if (sw == 1) {
+        for (; c < lo && c < inW; c++)
+          dx_pixels(dyb, wT, row + c * inC, 1, r, c, inC, outH, outW, outC, kh, kw, sh, sw, padTop, padLeft);
+        for (; c <= hi && c + 4 <= inW; c += 4)
+          dx_pixels(dyb, wT, row + c * inC, 4, r, c, inC, outH, outW, outC, kh, kw, sh, sw, padTop, padLeft);
+      }
+      for (; c < inW; c++)
+        dx_pixels(dyb, wT, row + c * inC, 1, r, c, inC, outH, outW, outC, kh, kw, sh, sw, padTop, padLeft);
+    }
+  }
+}
+
+/*
+ * dx [batch, inH, inW, inC] of dy [batch, outH, outW, outC] and w [kh, kw, inC, outC]; wT is the
+ * caller's scratch of kh kw inC outC floats. Needs inC % 4 == 0; returns 0 when it wrote dx, 1 when
+ * inC does not suit it (nothing is written).
+ */
+__attribute__((export_name("conv2d_backprop_input"))) int conv2d_backprop_input(
+    const float *dy, const float *w, float *wT, float *dx, int batch, int inH, int inW, int inC,
+    int outH, int outW, int outC, int kh, int kw, int sh, int sw, int padTop, int padLeft) {
+  if (inC % 4 != 0) return 1;
+  for (int t = 0; t < kh * kw; t++)
+    for (int ci = 0; ci < inC; ci++)
+      for (int o = 0; o < outC; o++) wT[(t * outC + o) * inC + ci] = w[(t * inC + ci) * outC + o];
+  if (sh == 1 && sw == 1) {
+    /* Constant strides: the tap loop's divisions and remainders fold away. */
+    dx_all(dy, wT, dx, batch, inH, inW, inC, outH, outW, outC, kh, kw, 1, 1, padTop, padLeft);
+  } else {
+    dx_all(dy, wT, dx, batch, inH, inW, inC, outH, outW, outC, kh, kw, sh, sw, padTop, padLeft);
+  }
+  return 0;
+}

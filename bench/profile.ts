@@ -6,7 +6,8 @@
  * fused GroupNorm-SiLU kernels (unregistered for the "without" steps), each step's process CPU
  * time (user + system), and both medians. `--route xnnpack` sends Conv2DBackpropFilter down the
  * XNNPACK route instead of the SIMD kernel (lib/runtime/kernels/c/) for the whole run; `--steps N`
- * then times N more steps (wall and process CPU ms, one JSON line) for A/B runs in alternating processes.
+ * then times N more steps (wall and process CPU ms, one JSON line) for A/B runs in alternating processes;
+ * `--model mnist` profiles the library's default (MNIST) U-Net instead.
  */
 import * as tf from '@tensorflow/tfjs';
 import { UNetDenoiser, createOptimizer, linearSchedule, useBestBackend } from '../lib';
@@ -26,7 +27,9 @@ async function main(): Promise<void> {
   const batch = Number(args.find((a, i) => /^\d+$/.test(a) && !['--ab', '--steps'].includes(args[i - 1])) ?? 32);
   await useBestBackend({ prefer: 'wasm' });
   setConvGradRoute(route);
-  const model = new UNetDenoiser({ baseChannels: 16, channelMults: [1, 2], attention: false, groups: 8, seed: 0 });
+  // --model mnist: the library's default (MNIST) U-Net, the bench's unet workload, instead of notebook 07's cpu size.
+  const mnist = args.includes('--model') && args[args.indexOf('--model') + 1] === 'mnist';
+  const model = mnist ? new UNetDenoiser({ seed: 0 }) : new UNetDenoiser({ baseChannels: 16, channelMults: [1, 2], attention: false, groups: 8, seed: 0 });
   const schedule = linearSchedule(100);
   const x0 = tf.randomUniform([batch, 28, 28, 1], -1, 1, 'float32', 1);
   const eps = tf.randomNormal([batch, 28, 28, 1], 0, 1, 'float32', 2);
@@ -70,7 +73,7 @@ async function main(): Promise<void> {
       const d = process.cpuUsage(c0);
       cpu.push((d.user + d.system) / 1000);
     }
-    console.log(JSON.stringify({ route, batch, wallMs: wall.map((v) => +v.toFixed(1)), cpuMs: cpu.map((v) => +v.toFixed(1)), medianWallMs: median(wall), medianCpuMs: median(cpu) }));
+    console.log(JSON.stringify({ route, batch, model: mnist ? 'mnist' : 'cpu-size', wallMs: wall.map((v) => +v.toFixed(1)), cpuMs: cpu.map((v) => +v.toFixed(1)), medianWallMs: median(wall), medianCpuMs: median(cpu) }));
   }
   if (ab > 0) {
     const cpuMs = (): number => {

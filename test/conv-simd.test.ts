@@ -197,9 +197,9 @@ describe('wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c)', func
   });
 
   it('the committed module (conv-simd-wasm.ts) is byte for byte what clang-14 builds from the C source', function () {
-    const clang = spawnSync('clang-14', ['--version']);
-    if (clang.status !== 0) {
-      if (process.env.CI === 'true') throw new Error('under CI this must run, but clang-14 is missing: apt-get install -y clang-14 lld-14');
+    const missing = ['clang-14', 'wasm-ld-14', 'llvm-objdump-14'].filter((tool) => spawnSync(tool, ['--version']).status !== 0);
+    if (missing.length > 0) {
+      if (process.env.CI === 'true') throw new Error(`under CI this must run, but ${missing.join(', ')} missing: apt-get install -y clang-14 lld-14 llvm-14`);
       this.skip();
     }
     const out = execFileSync(process.execPath, [path.join(ROOT, 'lib/runtime/kernels/build-wasm.js'), '--check'], { encoding: 'utf8' });

@@ -27,7 +27,7 @@ const OUTPUT = path.join(HERE, 'conv-simd-wasm.ts');
 const CLANG = 'clang-14';
 const LLD = 'wasm-ld-14';
 const OBJDUMP = 'llvm-objdump-14';
-const INSTALL = 'apt-get install -y clang-14 lld-14';
+const INSTALL = 'apt-get install -y clang-14 lld-14 llvm-14';
 const FLAGS = [
   '--target=wasm32', '-msimd128', '-O3', '-nostdlib', '-ffreestanding', '-fno-builtin', '-Wall', '-Wextra', '-Werror',
   '-Wl,--no-entry', '-Wl,--import-memory', '-Wl,--strip-all',
@@ -125,7 +125,7 @@ function main() {
   const committed = readCommitted();
   const tools = has(CLANG) && has(LLD) && has(OBJDUMP);
   if (!tools) {
-    const missing = `${CLANG}, ${LLD} (lld-14) and ${OBJDUMP} are needed to build ${path.relative(process.cwd(), SOURCE)}; on Debian: ${INSTALL}`;
+    const missing = `${CLANG}, ${LLD} (lld-14) and ${OBJDUMP} (llvm-14) are needed to build ${path.relative(process.cwd(), SOURCE)}; on Debian: ${INSTALL}`;
     if (check) throw new Error(`build-wasm --check: ${missing}`);
     if (committed && committed.sourceSha === sourceSha) {
       console.log(`build-wasm: ${CLANG} not found; using the committed module, built from this C source (sha256 ${sourceSha.slice(0, 12)}).`);

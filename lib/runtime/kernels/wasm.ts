@@ -5,7 +5,7 @@
  * lands in XNNPACK's convolution or fully-connected operator, never in a scalar loop. The two conv
  * gradients first try the project's own wasm SIMD kernels (c/conv2d_grad.c via ./conv-simd), which
  * work in place on the backend's heap: the filter gradient when inC or outC is a multiple of 4
- * (2-35x faster than the route below on the U-Net's shapes, which give XNNPACK a 28x28 "filter"
+ * (1.6-36x faster than the route below on the U-Net's shapes, which give XNNPACK a 28x28 "filter"
  * with few channels per tap), the input gradient when inC is; other shapes take the XNNPACK route.
  *
  * - Conv2DBackpropFilter (missing in 4.22, so no conv net could train): the filter gradient

@@ -4,16 +4,21 @@
  * share of kernel time within this one process (tf.profile), which stay meaningful on a loaded
  * machine where wall-clock times do not. `--ab N`: then N steps alternating with and without the
  * fused GroupNorm-SiLU kernels (unregistered for the "without" steps), each step's process CPU
- * time (user + system), and both medians.
+ * time (user + system), and both medians. `--route xnnpack` sends Conv2DBackpropFilter down the
+ * XNNPACK route instead of the SIMD kernel (lib/runtime/kernels/c/) for the whole run; `--steps N`
+ * then times N more steps (wall and process CPU ms, one JSON line) for A/B runs in alternating processes;
+ * `--model mnist` profiles the library's default (MNIST) U-Net instead.
  */
 import * as tf from '@tensorflow/tfjs';
 import {
+  ConvGradRoute,
   GROUP_NORM_SILU,
   GROUP_NORM_SILU_GRAD,
   UNetDenoiser,
   createOptimizer,
   linearSchedule,
   registerGroupNormKernels,
+  setConvGradRoute,
   simpleLossUnchecked,
   useBestBackend,
 } from '../lib';
@@ -23,9 +28,16 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const abAt = args.indexOf('--ab');
   const ab = abAt >= 0 ? Number(args[abAt + 1]) : 0;
-  const batch = Number(args.find((a, i) => /^\d+$/.test(a) && args[i - 1] !== '--ab') ?? 32);
+  const routeAt = args.indexOf('--route');
+  const route = (routeAt >= 0 ? args[routeAt + 1] : 'auto') as ConvGradRoute;
+  const stepsAt = args.indexOf('--steps');
+  const steps = stepsAt >= 0 ? Number(args[stepsAt + 1]) : 0;
+  const batch = Number(args.find((a, i) => /^\d+$/.test(a) && !['--ab', '--steps'].includes(args[i - 1])) ?? 32);
   await useBestBackend({ prefer: 'wasm' });
-  const model = new UNetDenoiser({ baseChannels: 16, channelMults: [1, 2], attention: false, groups: 8, seed: 0 });
+  setConvGradRoute(route);
+  // --model mnist: the library's default (MNIST) U-Net, the bench's unet workload, instead of notebook 07's cpu size.
+  const mnist = args.includes('--model') && args[args.indexOf('--model') + 1] === 'mnist';
+  const model = mnist ? new UNetDenoiser({ seed: 0 }) : new UNetDenoiser({ baseChannels: 16, channelMults: [1, 2], attention: false, groups: 8, seed: 0 });
   const schedule = linearSchedule(100);
   const x0 = tf.randomUniform([batch, 28, 28, 1], -1, 1, 'float32', 1);
   const eps = tf.randomNormal([batch, 28, 28, 1], 0, 1, 'float32', 2);
@@ -54,10 +66,23 @@ async function main(): Promise<void> {
     total += ms;
   }
   const sorted = [...rows.entries()].sort((a, b) => b[1].ms - a[1].ms);
-  console.log(`backend ${tf.getBackend()}, batch ${batch}: ${[...rows.values()].reduce((n, r) => n + r.count, 0)} kernels, ${total.toFixed(0)} ms kernel time`);
-  console.log('| kernel | count | share of time |');
-  console.log('| --- | ---: | ---: |');
-  for (const [name, r] of sorted) console.log(`| ${name} | ${r.count} | ${((100 * r.ms) / total).toFixed(1)} % |`);
+  console.log(`backend ${tf.getBackend()}, batch ${batch}, filter-gradient route ${route}: ${[...rows.values()].reduce((n, r) => n + r.count, 0)} kernels, ${total.toFixed(0)} ms kernel time`);
+  console.log('| kernel | count | ms | share of time |');
+  console.log('| --- | ---: | ---: | ---: |');
+  for (const [name, r] of sorted) console.log(`| ${name} | ${r.count} | ${r.ms.toFixed(1)} | ${((100 * r.ms) / total).toFixed(1)} % |`);
+  if (steps > 0) {
+    const wall: number[] = [];
+    const cpu: number[] = [];
+    for (let i = 0; i < steps; i++) {
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      tf.dispose(step());
+      wall.push(performance.now() - t0);
+      const d = process.cpuUsage(c0);
+      cpu.push((d.user + d.system) / 1000);
+    }
+    console.log(JSON.stringify({ route, batch, model: mnist ? 'mnist' : 'cpu-size', wallMs: wall.map((v) => +v.toFixed(1)), cpuMs: cpu.map((v) => +v.toFixed(1)), medianWallMs: median(wall), medianCpuMs: median(cpu) }));
+  }
   if (ab > 0) {
     const cpuMs = (): number => {
       const t0 = process.cpuUsage();

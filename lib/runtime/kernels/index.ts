@@ -1,6 +1,6 @@
 /**
  * Kernels the library adds to TensorFlow.js backends: the wasm backend's missing and faster
- * kernels (./wasm, ./layout), the one-kernel Adam step on cpu, wasm (./adam) and webgpu (./webgpu),
+ * kernels (./wasm, ./layout; the conv gradients in wasm SIMD built from C, ./conv-simd), the one-kernel Adam step on cpu, wasm (./adam) and webgpu (./webgpu),
  * GroupNorm (+ bias, + SiLU) as one kernel forward and one backward on wasm (./groupnorm), and as
  * one webgpu dispatch for inference (./groupnorm-webgpu).
  * Importing this module registers nothing; registerKernels() does, and lib/runtime/backend.ts
@@ -24,7 +24,8 @@ export function registerKernels(): void {
   registerGroupNormKernels();
 }
 
-export { registerWasmKernels, wasmKernelsInstalled } from './wasm';
+export { registerWasmKernels, setConvGradRoute, wasmKernelsInstalled } from './wasm';
+export { simdUnavailableReason } from './conv-simd';
 export { ADAM_UPDATE, hasAdamKernel, registerAdamKernels } from './adam';
 export { adamVariablesPerDispatch, countDispatches, registerWebgpuKernels } from './webgpu';
 export { GROUP_NORM, fusedGroupNorm, registerGroupNormKernel } from './groupnorm-webgpu';

@@ -1,0 +1,345 @@
+/*
+ * The filter gradient of a 2-D convolution (NHWC), in wasm SIMD, for the tfjs wasm backend's heap.
+ *
+ *   dw[i, j, ci, co] = sum over b, y, x of  xpad[b, y sh + i, x sw + j, ci] dy[b, y, x, co]
+ *
+ * with xpad = x padded by padTop rows and padLeft columns of zeros (further zeros past its end).
+ * For each tap (i, j) this is a [inC, outC] block of sums of outer products x[pixel] dy[pixel]^T
+ * over the output pixels whose input pixel lies inside x; padded pixels add nothing, so they are
+ * skipped instead of read.
+ *
+ * Build: lib/runtime/kernels/build-wasm.js (clang-14 --target=wasm32 -msimd128 -O3 -nostdlib,
+ * linked with --import-memory). The module imports tfjs-wasm's own memory and every pointer below
+ * is an offset into it, so no byte is copied in or out. It must therefore own no memory: no
+ * globals, no data, no stack (no arrays or address-taken locals); build-wasm.js rejects a build
+ * that has a data section or touches a global (the stack pointer).
+ */
+#include <wasm_simd128.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* First output index o >= 0 whose input index o s + k - pad is >= 0. */
+INLINE int first_valid(int pad, int k, int s) {
+  int need = pad - k;
+  return need <= 0 ? 0 : (need + s - 1) / s;
+}
+
+/* One past the last output index o < out whose input index o s + k - pad is < in. */
+INLINE int end_valid(int pad, int k, int s, int in, int out) {
+  int top = in - 1 + pad - k;
+  if (top < 0) return 0;
+  int e = top / s + 1;
+  return e < out ? e : out;
+}
+
+/*
+ * Path A (outC a multiple of 4): the block dw[tap, c0 .. c0+R, o0 .. o0+4V] for R <= 4 input
+ * channels and V <= 2 vectors of 4 output channels, summed over one image's valid pixels and added
+ * to what dw holds (or stored, for the first image). R and V are constants at every call site, so
+ * the unused accumulators vanish.
+ */
+INLINE void tile_co(const float *xb, const float *dyb, float *dwt, int first, int R, int V,
+                    int c0, int o0, int inW, int inC, int outW, int outC,
+                    int y0, int y1, int x0, int x1, int sh, int sw, int iy0, int ix0) {
+  v128_t a00, a01, a10, a11, a20, a21, a30, a31;
+  float *w0 = dwt + (c0 + 0) * outC + o0;
+  float *w1 = dwt + (c0 + 1) * outC + o0;
+  float *w2 = dwt + (c0 + 2) * outC + o0;
+  float *w3 = dwt + (c0 + 3) * outC + o0;
+  if (first) {
+    a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = wasm_f32x4_splat(0.0f);
+  } else {
+    a00 = wasm_v128_load(w0);
+    a01 = V > 1 ? wasm_v128_load(w0 + 4) : a00;
+    a10 = R > 1 ? wasm_v128_load(w1) : a00;
+    a11 = R > 1 && V > 1 ? wasm_v128_load(w1 + 4) : a00;
+    a20 = R > 2 ? wasm_v128_load(w2) : a00;
+    a21 = R > 2 && V > 1 ? wasm_v128_load(w2 + 4) : a00;
+    a30 = R > 3 ? wasm_v128_load(w3) : a00;
+    a31 = R > 3 && V > 1 ? wasm_v128_load(w3 + 4) : a00;
+  }
+  const int xStep = sw * inC;
+  for (int y = y0; y < y1; y++) {
+    const float *xp = xb + ((y * sh + iy0) * inW + (x0 * sw + ix0)) * inC + c0;
+    const float *dp = dyb + (y * outW + x0) * outC + o0;
+    for (int x = x0; x < x1; x++, xp += xStep, dp += outC) {
+      v128_t d0 = wasm_v128_load(dp);
+      v128_t d1 = V > 1 ? wasm_v128_load(dp + 4) : d0;
+      v128_t s = wasm_v128_load32_splat(xp);
+      a00 = wasm_f32x4_add(a00, wasm_f32x4_mul(s, d0));
+      if (V > 1) a01 = wasm_f32x4_add(a01, wasm_f32x4_mul(s, d1));
+      if (R > 1) {
+        s = wasm_v128_load32_splat(xp + 1);
+        a10 = wasm_f32x4_add(a10, wasm_f32x4_mul(s, d0));
+        if (V > 1) a11 = wasm_f32x4_add(a11, wasm_f32x4_mul(s, d1));
+      }
+      if (R > 2) {
+        s = wasm_v128_load32_splat(xp + 2);
+        a20 = wasm_f32x4_add(a20, wasm_f32x4_mul(s, d0));
+        if (V > 1) a21 = wasm_f32x4_add(a21, wasm_f32x4_mul(s, d1));
+      }
+      if (R > 3) {
+        s = wasm_v128_load32_splat(xp + 3);
+        a30 = wasm_f32x4_add(a30, wasm_f32x4_mul(s, d0));
+        if (V > 1) a31 = wasm_f32x4_add(a31, wasm_f32x4_mul(s, d1));
+      }
+    }
+  }
+  wasm_v128_store(w0, a00);
+  if (V > 1) wasm_v128_store(w0 + 4, a01);
+  if (R > 1) wasm_v128_store(w1, a10);
+  if (R > 1 && V > 1) wasm_v128_store(w1 + 4, a11);
+  if (R > 2) wasm_v128_store(w2, a20);
+  if (R > 2 && V > 1) wasm_v128_store(w2 + 4, a21);
+  if (R > 3) wasm_v128_store(w3, a30);
+  if (R > 3 && V > 1) wasm_v128_store(w3 + 4, a31);
+}
+
+#define TILE_CO(R, V) \
+  tile_co(xb, dyb, dwt, first, R, V, c0, o0, inW, inC, outW, outC, y0, y1, x0, x1, sh, sw, iy0, ix0)
+
+static void filter_grad_co(const float *x, const float *dy, float *dw, int batch, int inH, int inW,
+                           int inC, int outH, int outW, int outC, int kh, int kw, int sh, int sw,
+                           int padTop, int padLeft) {
+  for (int b = 0; b < batch; b++) {
+    const float *xb = x + b * inH * inW * inC;
+    const float *dyb = dy + b * outH * outW * outC;
+    const int first = b == 0;
+    for (int i = 0; i < kh; i++) {
+      const int y0 = first_valid(padTop, i, sh);
+      const int y1 = end_valid(padTop, i, sh, inH, outH);
+      const int iy0 = i - padTop;
+      for (int j = 0; j < kw; j++) {
+        const int x0 = first_valid(padLeft, j, sw);
+        const int x1 = end_valid(padLeft, j, sw, inW, outW);
+        const int ix0 = j - padLeft;
+        float *dwt = dw + (i * kw + j) * inC * outC;
+        // An empty pixel range still runs the tiles once: the first image must write zeros.
+        for (int c0 = 0; c0 < inC; c0 += 4) {
+          const int r = inC - c0 < 4 ? inC - c0 : 4;
+          int o0 = 0;
+          for (; o0 + 8 <= outC; o0 += 8) {
+            if (r == 4) TILE_CO(4, 2);
+            else if (r == 3) TILE_CO(3, 2);
+            else if (r == 2) TILE_CO(2, 2);
+            else TILE_CO(1, 2);
+          }
+          if (o0 < outC) {
+            if (r == 4) TILE_CO(4, 1);
+            else if (r == 3) TILE_CO(3, 1);
+            else if (r == 2) TILE_CO(2, 1);
+            else TILE_CO(1, 1);
+          }
+        }
+      }
+    }
+  }
+}
+
+/*
+ * Path B (inC a multiple of 4, outC not): vectors run along ci instead. The block dw[tap, c0 ..
+ * c0+4V, o] for V <= 4 vectors of input channels and one output channel o is summed over the whole
+ * batch in registers and stored lane by lane (dw's ci axis has stride outC).
+ */
+INLINE void tile_ci(const float *x, const float *dy, float *dwt, int V, int c0, int o, int batch,
+                    int inH, int inW, int inC, int outH, int outW, int outC, int y0, int y1, int x0,
+                    int x1, int sh, int sw, int iy0, int ix0) {
+  v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+  const int xStep = sw * inC;
+  for (int b = 0; b < batch; b++) {
+    const float *xb = x + b * inH * inW * inC;
+    const float *dyb = dy + b * outH * outW * outC;
+    for (int y = y0; y < y1; y++) {
+      const float *xp = xb + ((y * sh + iy0) * inW + (x0 * sw + ix0)) * inC + c0;
+      const float *dp = dyb + (y * outW + x0) * outC + o;
+      for (int xx = x0; xx < x1; xx++, xp += xStep, dp += outC) {
+        v128_t s = wasm_v128_load32_splat(dp);
+        a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(xp), s));
+        if (V > 1) a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(xp + 4), s));
+        if (V > 2) a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(xp + 8), s));
+        if (V > 3) a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(xp + 12), s));
+      }
+    }
+  }
+  float *w = dwt + c0 * outC + o;
+#define STORE4(a, k)                                   \
+  w[(k + 0) * outC] = wasm_f32x4_extract_lane(a, 0); \
+  w[(k + 1) * outC] = wasm_f32x4_extract_lane(a, 1); \
+  w[(k + 2) * outC] = wasm_f32x4_extract_lane(a, 2); \
+  w[(k + 3) * outC] = wasm_f32x4_extract_lane(a, 3);
+  STORE4(a0, 0);
+  if (V > 1) { STORE4(a1, 4); }
+  if (V > 2) { STORE4(a2, 8); }
+  if (V > 3) { STORE4(a3, 12); }
+#undef STORE4
+}
+
+#define TILE_CI(V) \
+  tile_ci(x, dy, dwt, V, c0, o, batch, inH, inW, inC, outH, outW, outC, y0, y1, x0, x1, sh, sw, iy0, ix0)
+
+static void filter_grad_ci(const float *x, const float *dy, float *dw, int batch, int inH, int inW,
+                           int inC, int outH, int outW, int outC, int kh, int kw, int sh, int sw,
+                           int padTop, int padLeft) {
+  for (int i = 0; i < kh; i++) {
+    const int y0 = first_valid(padTop, i, sh);
+    const int y1 = end_valid(padTop, i, sh, inH, outH);
+    const int iy0 = i - padTop;
+    for (int j = 0; j < kw; j++) {
+      const int x0 = first_valid(padLeft, j, sw);
+      const int x1 = end_valid(padLeft, j, sw, inW, outW);
+      const int ix0 = j - padLeft;
+      float *dwt = dw + (i * kw + j) * inC * outC;
+      for (int o = 0; o < outC; o++) {
+        int c0 = 0;
+        for (; c0 + 16 <= inC; c0 += 16) TILE_CI(4);
+        const int left = (inC - c0) / 4;
+        if (left == 3) TILE_CI(3);
+        else if (left == 2) TILE_CI(2);
+        else if (left == 1) TILE_CI(1);
+      }
+    }
+  }
+}
+
+/*
+ * dw [kh, kw, inC, outC] of x [batch, inH, inW, inC] and dy [batch, outH, outW, outC] (all NHWC
+ * float32 at byte offsets into the memory). Needs outC % 4 == 0 or inC % 4 == 0; returns 0 when it
+ * wrote dw, 1 when neither holds (the caller then takes another route; dw is untouched).
+ */
+__attribute__((export_name("conv2d_backprop_filter"))) int conv2d_backprop_filter(
+    const float *x, const float *dy, float *dw, int batch, int inH, int inW, int inC, int outH,
+    int outW, int outC, int kh, int kw, int sh, int sw, int padTop, int padLeft) {
+  if (outC % 4 == 0) {
+    filter_grad_co(x, dy, dw, batch, inH, inW, inC, outH, outW, outC, kh, kw, sh, sw, padTop, padLeft);
+    return 0;
+  }
+  if (inC % 4 == 0) {
+    filter_grad_ci(x, dy, dw, batch, inH, inW, inC, outH, outW, outC, kh, kw, sh, sw, padTop, padLeft);
+    return 0;
+  }
+  return 1;
+}
+
+/*
+ * The input gradient of the same convolution, as a gather per input pixel:
+ *
+ *   dx[b, r, c, ci] = sum over taps (i, j) and co of  dy[b, y, x, co] w[i, j, ci, co]
+ *
+ * over the taps whose output pixel y = (r + padTop - i) / sh, x = (c + padLeft - j) / sw divides
+ * exactly and lies inside dy. Vectors run along ci (inC a multiple of 4) over wT[i, j, co, ci], the
+ * filter with its channel axes swapped (written into the caller's scratch first). With sw = 1 four
+ * neighbouring pixels of a row share every tap, and so every wT load; the rest go one by one.
+ * Every dx entry is written exactly once.
+ */
+
+/* dx[pixel, c0 .. c0 + 4V] for P pixels (1 or 4, sw = 1 when 4) of one row. */
+INLINE void dx_tile(const float *dyb, const float *wT, float *dxp, int P, int V, int c0, int r, int c,
+                    int inC, int outH, int outW, int outC, int kh, int kw, int sh, int sw,
+                    int padTop, int padLeft) {
+  v128_t a00 = wasm_f32x4_splat(0.0f), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+         a30 = a00, a31 = a00;
+  for (int i = 0; i < kh; i++) {
+    const int ty = r + padTop - i;
+    if (ty < 0 || ty % sh != 0) continue;
+    const int y = ty / sh;
+    if (y >= outH) continue;
+    for (int j = 0; j < kw; j++) {
+      const int tx = c + padLeft - j;
+      if (tx < 0 || tx % sw != 0) continue;
+      const int x = tx / sw;
+      if (x + P - 1 >= outW) continue; /* P = 4 only where all four are inside */
+      const float *dp = dyb + (y * outW + x) * outC;
+      const float *wp = wT + (i * kw + j) * outC * inC + c0;
+      for (int o = 0; o < outC; o++, dp++, wp += inC) {
+        v128_t w0 = wasm_v128_load(wp);
+        v128_t w1 = V > 1 ? wasm_v128_load(wp + 4) : w0;
+        v128_t s = wasm_v128_load32_splat(dp);
+        a00 = wasm_f32x4_add(a00, wasm_f32x4_mul(s, w0));
+        if (V > 1) a01 = wasm_f32x4_add(a01, wasm_f32x4_mul(s, w1));
+        if (P > 1) {
+          s = wasm_v128_load32_splat(dp + outC);
+          a10 = wasm_f32x4_add(a10, wasm_f32x4_mul(s, w0));
+          if (V > 1) a11 = wasm_f32x4_add(a11, wasm_f32x4_mul(s, w1));
+          s = wasm_v128_load32_splat(dp + 2 * outC);
+          a20 = wasm_f32x4_add(a20, wasm_f32x4_mul(s, w0));
+          if (V > 1) a21 = wasm_f32x4_add(a21, wasm_f32x4_mul(s, w1));
+          s = wasm_v128_load32_splat(dp + 3 * outC);
+          a30 = wasm_f32x4_add(a30, wasm_f32x4_mul(s, w0));
+          if (V > 1) a31 = wasm_f32x4_add(a31, wasm_f32x4_mul(s, w1));
+        }
+      }
+    }
+  }
+  float *d = dxp + c0;
+  wasm_v128_store(d, a00);
+  if (V > 1) wasm_v128_store(d + 4, a01);
+  if (P > 1) {
+    wasm_v128_store(d + inC, a10);
+    wasm_v128_store(d + 2 * inC, a20);
+    wasm_v128_store(d + 3 * inC, a30);
+    if (V > 1) {
+      wasm_v128_store(d + inC + 4, a11);
+      wasm_v128_store(d + 2 * inC + 4, a21);
+      wasm_v128_store(d + 3 * inC + 4, a31);
+    }
+  }
+}
+
+#define DX_TILE(P, V) \
+  dx_tile(dyb, wT, dxp, P, V, c0, r, c, inC, outH, outW, outC, kh, kw, sh, sw, padTop, padLeft)
+
+/* All of dx's channels at pixels c .. c + P - 1 of row r. */
+INLINE void dx_pixels(const float *dyb, const float *wT, float *dxp, int P, int r, int c, int inC,
+                      int outH, int outW, int outC, int kh, int kw, int sh, int sw, int padTop,
+                      int padLeft) {
+  int c0 = 0;
+  for (; c0 + 8 <= inC; c0 += 8) DX_TILE(P, 2);
+  if (c0 < inC) DX_TILE(P, 1);
+}
+
+/* Every pixel of dx, four at a time where sw = 1 and all four see every tap. */
+INLINE void dx_all(const float *dy, const float *wT, float *dx, int batch, int inH, int inW, int inC,
+                   int outH, int outW, int outC, int kh, int kw, int sh, int sw, int padTop,
+                   int padLeft) {
+  /* With sw = 1, pixel c reads x = c + padLeft - j for every tap j: all four of c .. c + 3 are
+   * inside dy for every tap once c >= kw - 1 - padLeft and c + 3 <= outW - 1 - padLeft. */
+  int lo = kw - 1 - padLeft;
+  if (lo < 0) lo = 0;
+  const int hi = outW - padLeft - 4; /* last start of a block of four */
+  for (int b = 0; b < batch; b++) {
+    const float *dyb = dy + b * outH * outW * outC;
+    for (int r = 0; r < inH; r++) {
+      float *row = dx + (b * inH + r) * inW * inC;
+      int c = 0;
+      if (sw == 1) {
+        for (; c < lo && c < inW; c++)
+          dx_pixels(dyb, wT, row + c * inC, 1, r, c, inC, outH, outW, outC, kh, kw, sh, sw, padTop, padLeft);
+        for (; c <= hi && c + 4 <= inW; c += 4)
+          dx_pixels(dyb, wT, row + c * inC, 4, r, c, inC, outH, outW, outC, kh, kw, sh, sw, padTop, padLeft);
+      }
+      for (; c < inW; c++)
+        dx_pixels(dyb, wT, row + c * inC, 1, r, c, inC, outH, outW, outC, kh, kw, sh, sw, padTop, padLeft);
+    }
+  }
+}
+
+/*
+ * dx [batch, inH, inW, inC] of dy [batch, outH, outW, outC] and w [kh, kw, inC, outC]; wT is the
+ * caller's scratch of kh kw inC outC floats. Needs inC % 4 == 0; returns 0 when it wrote dx, 1 when
+ * inC does not suit it (nothing is written).
+ */
+__attribute__((export_name("conv2d_backprop_input"))) int conv2d_backprop_input(
+    const float *dy, const float *w, float *wT, float *dx, int batch, int inH, int inW, int inC,
+    int outH, int outW, int outC, int kh, int kw, int sh, int sw, int padTop, int padLeft) {
+  if (inC % 4 != 0) return 1;
+  for (int t = 0; t < kh * kw; t++)
+    for (int ci = 0; ci < inC; ci++)
+      for (int o = 0; o < outC; o++) wT[(t * outC + o) * inC + ci] = w[(t * inC + ci) * outC + o];
+  if (sh == 1 && sw == 1) {
+    /* Constant strides: the tap loop's divisions and remainders fold away. */
+    dx_all(dy, wT, dx, batch, inH, inW, inC, outH, outW, outC, kh, kw, 1, 1, padTop, padLeft);
+  } else {
+    dx_all(dy, wT, dx, batch, inH, inW, inC, outH, outW, outC, kh, kw, sh, sw, padTop, padLeft);
+  }
+  return 0;
+}

@@ -1,0 +1,376 @@
+/**
+ * The wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c, loaded by conv-simd.ts and
+ * taken by wasm.ts's Conv2DBackpropFilter): the committed module is what clang-14 builds from the C
+ * source; the module writes dW and not one other byte of the memory it shares with tfjs; and its dW
+ * matches an independent float64 sum and the cpu backend's kernel on random shapes (odd sizes,
+ * channel counts with and without a multiple of 4, strides 1 and 2, same and valid padding).
+ *
+ * Tolerance: dW[i, j, ci, co] is a sum of N = batch outH outW products in float32. Summed in any
+ * order, |fl(sum) - sum| <= gamma_{N+1} sum |x dy| with gamma_n = n u / (1 - n u), u = 2^-24 (the
+ * +1 for the rounding of each product); the float64 reference is exact to far below that.
+ */
+import { execFileSync, spawnSync } from 'child_process';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { useBestBackend } from '../lib';
+import { CONV_SIMD_WASM_BASE64 } from '../lib/runtime/kernels/conv-simd-wasm';
+import { setConvGradRoute } from '../lib/runtime/kernels/wasm';
+import { useCpu } from './support';
+
+const ROOT = path.resolve(__dirname, '..');
+const U = 2 ** -24;
+
+/** A seeded uniform generator in [-1, 1) (xorshift32), independent of every backend's RNG. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 2 ** 31 - 1;
+  };
+}
+
+function fill(n: number, next: () => number): Float32Array {
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = next();
+  return v;
+}
+
+interface Case {
+  x: [number, number, number, number];
+  k: [number, number];
+  outC: number;
+  stride: [number, number];
+  pad: 'same' | 'valid';
+}
+
+/** Output size and top/left padding, from the definitions of 'same' and 'valid' (not from tfjs). */
+function geometry(c: Case): { outH: number; outW: number; top: number; left: number } {
+  const [, H, W] = c.x;
+  const [kh, kw] = c.k;
+  const [sh, sw] = c.stride;
+  if (c.pad === 'valid') return { outH: Math.floor((H - kh) / sh) + 1, outW: Math.floor((W - kw) / sw) + 1, top: 0, left: 0 };
+  const outH = Math.ceil(H / sh);
+  const outW = Math.ceil(W / sw);
+  const padH = Math.max((outH - 1) * sh + kh - H, 0);
+  const padW = Math.max((outW - 1) * sw + kw - W, 0);
+  return { outH, outW, top: Math.floor(padH / 2), left: Math.floor(padW / 2) };
+}
+
+/** dW by the definition, in float64, with sum |x dy| per entry (for the tolerance). */
+function reference(c: Case, x: Float32Array, dy: Float32Array): { dw: Float64Array; mag: Float64Array; terms: number } {
+  const [B, H, W, C] = c.x;
+  const [kh, kw] = c.k;
+  const [sh, sw] = c.stride;
+  const { outH, outW, top, left } = geometry(c);
+  const O = c.outC;
+  const dw = new Float64Array(kh * kw * C * O);
+  const mag = new Float64Array(dw.length);
+  for (let b = 0; b < B; b++)
+    for (let y = 0; y < outH; y++)
+      for (let xx = 0; xx < outW; xx++)
+        for (let i = 0; i < kh; i++) {
+          const iy = y * sh + i - top;
+          if (iy < 0 || iy >= H) continue;
+          for (let j = 0; j < kw; j++) {
+            const ix = xx * sw + j - left;
+            if (ix < 0 || ix >= W) continue;
+            for (let ci = 0; ci < C; ci++) {
+              const xv = x[((b * H + iy) * W + ix) * C + ci];
+              for (let co = 0; co < O; co++) {
+                const p = xv * dy[((b * outH + y) * outW + xx) * O + co];
+                const at = ((i * kw + j) * C + ci) * O + co;
+                dw[at] += p;
+                mag[at] += Math.abs(p);
+              }
+            }
+          }
+        }
+  return { dw, mag, terms: B * outH * outW };
+}
+
+/** dx by the definition, in float64, with sum |dy w| per entry, for filter [kh, kw, inC, outC]. */
+function referenceDx(c: Case, dy: Float32Array, w: Float32Array): { dw: Float64Array; mag: Float64Array; terms: number } {
+  const [B, H, W, C] = c.x;
+  const [kh, kw] = c.k;
+  const [sh, sw] = c.stride;
+  const { outH, outW, top, left } = geometry(c);
+  const O = c.outC;
+  const dx = new Float64Array(B * H * W * C);
+  const mag = new Float64Array(dx.length);
+  for (let b = 0; b < B; b++)
+    for (let y = 0; y < outH; y++)
+      for (let xx = 0; xx < outW; xx++)
+        for (let i = 0; i < kh; i++) {
+          const iy = y * sh + i - top;
+          if (iy < 0 || iy >= H) continue;
+          for (let j = 0; j < kw; j++) {
+            const ix = xx * sw + j - left;
+            if (ix < 0 || ix >= W) continue;
+            for (let ci = 0; ci < C; ci++)
+              for (let co = 0; co < O; co++) {
+                const p = dy[((b * outH + y) * outW + xx) * O + co] * w[((i * kw + j) * C + ci) * O + co];
+                const at = ((b * H + iy) * W + ix) * C + ci;
+                dx[at] += p;
+                mag[at] += Math.abs(p);
+              }
+          }
+        }
+  return { dw: dx, mag, terms: kh * kw * O };
+}
+
+function expectWithinRounding(actual: ArrayLike<number>, ref: { dw: Float64Array; mag: Float64Array; terms: number }, what: string): void {
+  const n = ref.terms + 1;
+  const gamma = (n * U) / (1 - n * U);
+  expect(actual.length, `${what}: length`).to.equal(ref.dw.length);
+  for (let k = 0; k < ref.dw.length; k++) {
+    const tol = gamma * ref.mag[k];
+    if (!(Math.abs(actual[k] - ref.dw[k]) <= tol)) expect.fail(`${what}[${k}] = ${actual[k]}, the float64 sum is ${ref.dw[k]}, allowed ${tol.toExponential(2)} (gamma_${n} sum |x dy|)`);
+  }
+}
+
+/** Conv2DBackpropFilter on the current backend. */
+function filterGrad(c: Case, x: Float32Array, dy: Float32Array): Float32Array {
+  const { outH, outW } = geometry(c);
+  return tf.tidy(() => {
+    const xt = tf.tensor4d(x, c.x);
+    const dyt = tf.tensor4d(dy, [c.x[0], outH, outW, c.outC]);
+    const dw = tf.engine().runKernel('Conv2DBackpropFilter', { x: xt, dy: dyt }, {
+      strides: c.stride,
+      pad: c.pad,
+      dataFormat: 'NHWC',
+      dimRoundingMode: undefined,
+      filterShape: [c.k[0], c.k[1], c.x[3], c.outC],
+    } as never) as tf.Tensor;
+    return dw.dataSync() as Float32Array;
+  });
+}
+
+/** Conv2DBackpropInput on the current backend. */
+function inputGrad(c: Case, dy: Float32Array, w: Float32Array): Float32Array {
+  const { outH, outW } = geometry(c);
+  return tf.tidy(() => {
+    const dyt = tf.tensor4d(dy, [c.x[0], outH, outW, c.outC]);
+    const wt = tf.tensor4d(w, [c.k[0], c.k[1], c.x[3], c.outC]);
+    const dx = tf.engine().runKernel('Conv2DBackpropInput', { dy: dyt, filter: wt }, {
+      strides: c.stride,
+      pad: c.pad,
+      dataFormat: 'NHWC',
+      dimRoundingMode: undefined,
+      inputShape: c.x,
+    } as never) as tf.Tensor;
+    return dx.dataSync() as Float32Array;
+  });
+}
+
+/** Random cases: odd sizes, both SIMD paths (outC % 4 == 0; inC % 4 == 0 with outC odd) and their tails. */
+function randomCases(count: number, seed: number): Case[] {
+  const r = rng(seed);
+  const pick = <T>(xs: T[]): T => xs[Math.floor(((r() + 1) / 2) * xs.length) % xs.length];
+  const out: Case[] = [];
+  for (let n = 0; n < count; n++) {
+    const pathA = n % 2 === 0;
+    const inC = pathA ? pick([1, 2, 3, 5, 7, 8, 13, 16]) : pick([4, 8, 12, 20, 24, 36]);
+    const outC = pathA ? pick([4, 8, 12, 16, 20, 28]) : pick([1, 2, 3, 5, 7]);
+    const k = pick<[number, number]>([[3, 3], [1, 1], [2, 3], [5, 5], [3, 1]]);
+    const stride = pick<[number, number]>([[1, 1], [2, 2], [2, 1], [1, 2]]);
+    const pad = pick<'same' | 'valid'>(['same', 'same', 'valid']);
+    const H = pick([5, 6, 7, 9, 11, 14]);
+    const W = pick([5, 6, 7, 8, 13]);
+    out.push({ x: [pick([1, 2, 3]), H, W, inC], k, outC, stride, pad });
+  }
+  return out;
+}
+
+const name = (c: Case) => `x [${c.x}], filter ${c.k.join('x')} to ${c.outC} channels, stride [${c.stride}], ${c.pad}`;
+
+describe('wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c)', function () {
+  this.timeout(120000);
+
+  after(async () => {
+    setConvGradRoute('auto');
+    await useCpu();
+  });
+
+  it('the committed module (conv-simd-wasm.ts) is byte for byte what clang-14 builds from the C source', function () {
+    const missing = ['clang-14', 'wasm-ld-14', 'llvm-objdump-14'].filter((tool) => spawnSync(tool, ['--version']).status !== 0);
+    if (missing.length > 0) {
+      if (process.env.CI === 'true') throw new Error(`under CI this must run, but ${missing.join(', ')} missing: apt-get install -y clang-14 lld-14 llvm-14`);
+      this.skip();
+    }
+    const out = execFileSync(process.execPath, [path.join(ROOT, 'lib/runtime/kernels/build-wasm.js'), '--check'], { encoding: 'utf8' });
+    expect(out).to.match(/byte for byte/);
+  });
+
+  it('imports only a memory, and writes dW and not one other byte of it (no stack, no data): checked on a memory of its own', () => {
+    const bytes = Buffer.from(CONV_SIMD_WASM_BASE64, 'base64');
+    const mod = new WebAssembly.Module(bytes);
+    expect(WebAssembly.Module.imports(mod).map((i) => `${i.module}.${i.name}:${i.kind}`)).to.deep.equal(['env.memory:memory']);
+    for (const c of [
+      { x: [2, 7, 6, 8], k: [3, 3], outC: 12, stride: [1, 1], pad: 'same' },
+      { x: [2, 9, 5, 12], k: [3, 3], outC: 3, stride: [2, 2], pad: 'same' },
+    ] as Case[]) {
+      const memory = new WebAssembly.Memory({ initial: 4 });
+      const heap = new Uint8Array(memory.buffer);
+      heap.fill(0xa5); // a canary in every byte, address 0 (where a stack or data would go) included
+      const { outH, outW, top, left } = geometry(c);
+      const r = rng(7);
+      const x = fill(c.x.reduce((a, b) => a * b, 1), r);
+      const dy = fill(c.x[0] * outH * outW * c.outC, r);
+      const dwLen = c.k[0] * c.k[1] * c.x[3] * c.outC;
+      // Regions 16-byte aligned like tfjs's malloc, with canary gaps between them.
+      const xAt = 65536 + 48;
+      const dyAt = xAt + x.byteLength + 64;
+      const dwAt = dyAt + dy.byteLength + 80;
+      new Float32Array(memory.buffer, xAt, x.length).set(x);
+      new Float32Array(memory.buffer, dyAt, dy.length).set(dy);
+      const before = heap.slice();
+      const fn = new WebAssembly.Instance(mod, { env: { memory } }).exports.conv2d_backprop_filter as (...a: number[]) => number;
+      const rc = fn(xAt, dyAt, dwAt, c.x[0], c.x[1], c.x[2], c.x[3], outH, outW, c.outC, c.k[0], c.k[1], c.stride[0], c.stride[1], top, left);
+      expect(rc, 'return code').to.equal(0);
+      const after = new Uint8Array(memory.buffer);
+      let changedOutside = 0;
+      for (let i = 0; i < after.length; i++) if ((i < dwAt || i >= dwAt + 4 * dwLen) && after[i] !== before[i]) changedOutside++;
+      expect(changedOutside, `bytes written outside dW (${name(c)})`).to.equal(0);
+      expectWithinRounding(new Float32Array(memory.buffer, dwAt, dwLen), reference(c, x, dy), `dW of ${name(c)}`);
+      // Neither channel count a multiple of 4: it declines and leaves dW as it was.
+      const dwBefore = after.slice(dwAt, dwAt + 4 * dwLen);
+      expect(fn(xAt, dyAt, dwAt, 1, 3, 3, 3, 3, 3, 5, 3, 3, 1, 1, 1, 1), 'return code for 3 -> 5 channels').to.equal(1);
+      expect(Buffer.from(new Uint8Array(memory.buffer, dwAt, 4 * dwLen)).equals(Buffer.from(dwBefore)), 'dW untouched after declining').to.equal(true);
+    }
+  });
+
+  it('the input gradient writes dx and its scratch and not one other byte of the memory; it declines inC not a multiple of 4', () => {
+    const mod = new WebAssembly.Module(Buffer.from(CONV_SIMD_WASM_BASE64, 'base64'));
+    for (const c of [
+      { x: [2, 7, 11, 8], k: [3, 3], outC: 5, stride: [1, 1], pad: 'same' },
+      { x: [1, 9, 6, 12], k: [3, 3], outC: 4, stride: [2, 2], pad: 'same' },
+    ] as Case[]) {
+      const memory = new WebAssembly.Memory({ initial: 4 });
+      const heap = new Uint8Array(memory.buffer);
+      heap.fill(0x5a);
+      const { outH, outW, top, left } = geometry(c);
+      const r = rng(11);
+      const dy = fill(c.x[0] * outH * outW * c.outC, r);
+      const w = fill(c.k[0] * c.k[1] * c.x[3] * c.outC, r);
+      const dxLen = c.x.reduce((a, b) => a * b, 1);
+      const dyAt = 65536 + 32;
+      const wAt = dyAt + dy.byteLength + 48;
+      const wTAt = wAt + w.byteLength + 64;
+      const dxAt = wTAt + w.byteLength + 16;
+      new Float32Array(memory.buffer, dyAt, dy.length).set(dy);
+      new Float32Array(memory.buffer, wAt, w.length).set(w);
+      const before = heap.slice();
+      const fn = new WebAssembly.Instance(mod, { env: { memory } }).exports.conv2d_backprop_input as (...a: number[]) => number;
+      const args = [c.x[0], c.x[1], c.x[2], c.x[3], outH, outW, c.outC, c.k[0], c.k[1], c.stride[0], c.stride[1], top, left];
+      expect(fn(dyAt, wAt, wTAt, dxAt, ...args), 'return code').to.equal(0);
+      const after = new Uint8Array(memory.buffer);
+      const inside = (i: number) => (i >= wTAt && i < wTAt + w.byteLength) || (i >= dxAt && i < dxAt + 4 * dxLen);
+      let changedOutside = 0;
+      for (let i = 0; i < after.length; i++) if (!inside(i) && after[i] !== before[i]) changedOutside++;
+      expect(changedOutside, `bytes written outside dx and the scratch (${name(c)})`).to.equal(0);
+      expectWithinRounding(new Float32Array(memory.buffer, dxAt, dxLen), referenceDx(c, dy, w), `dx of ${name(c)}`);
+      const snapshot = after.slice();
+      expect(fn(dyAt, wAt, wTAt, dxAt, 1, 3, 3, 3, 3, 3, 4, 3, 3, 1, 1, 1, 1), 'return code for 3 input channels').to.equal(1);
+      expect(Buffer.from(new Uint8Array(memory.buffer)).equals(Buffer.from(snapshot)), 'memory untouched after declining').to.equal(true);
+    }
+  });
+
+  // The U-Net's own shapes (batch cut to 2) and the channel tails of both paths, then random ones.
+  const fixed: Case[] = [
+    { x: [2, 28, 28, 1], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' },
+    { x: [2, 28, 28, 16], k: [3, 3], outC: 1, stride: [1, 1], pad: 'same' },
+    { x: [2, 28, 28, 16], k: [3, 3], outC: 16, stride: [2, 2], pad: 'same' },
+    { x: [2, 14, 14, 48], k: [3, 3], outC: 32, stride: [1, 1], pad: 'same' },
+    { x: [2, 14, 14, 64], k: [1, 1], outC: 32, stride: [1, 1], pad: 'same' },
+    { x: [2, 9, 7, 3], k: [3, 3], outC: 12, stride: [1, 1], pad: 'same' },
+    { x: [1, 6, 9, 7], k: [3, 3], outC: 4, stride: [2, 2], pad: 'valid' },
+    { x: [2, 5, 5, 20], k: [3, 3], outC: 7, stride: [1, 1], pad: 'same' },
+  ];
+  for (const c of [...fixed, ...randomCases(16, 20261201)]) {
+    it(`dW matches the float64 sum and the cpu backend: ${name(c)}`, async () => {
+      const { outH, outW } = geometry(c);
+      const r = rng(c.x.reduce((a, b) => a * 31 + b, c.outC));
+      const x = fill(c.x.reduce((a, b) => a * b, 1), r);
+      const dy = fill(c.x[0] * outH * outW * c.outC, r);
+      const ref = reference(c, x, dy);
+      await useCpu();
+      const cpu = filterGrad(c, x, dy);
+      await useBestBackend({ prefer: 'wasm' });
+      setConvGradRoute('simd');
+      const tensors = tf.memory().numTensors;
+      const buffers = tf.backend().numDataIds();
+      const simd = filterGrad(c, x, dy);
+      expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
+      expect(tf.backend().numDataIds(), 'wasm buffers left behind').to.equal(buffers);
+      setConvGradRoute('auto');
+      expectWithinRounding(simd, ref, 'wasm SIMD dW');
+      expectWithinRounding(cpu, ref, 'cpu dW');
+    });
+  }
+
+  // dx: inC a multiple of 4 (the kernel's vectors run along it), any outC; widths that give blocks of four and edge pixels.
+  const dxCases: Case[] = [
+    { x: [2, 28, 28, 16], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' },
+    { x: [2, 28, 28, 16], k: [3, 3], outC: 1, stride: [1, 1], pad: 'same' },
+    { x: [2, 28, 28, 16], k: [3, 3], outC: 16, stride: [2, 2], pad: 'same' },
+    { x: [2, 14, 14, 48], k: [3, 3], outC: 32, stride: [1, 1], pad: 'same' },
+    { x: [2, 14, 14, 64], k: [1, 1], outC: 32, stride: [1, 1], pad: 'same' },
+    ...randomCases(12, 77).map((c) => ({ ...c, x: [c.x[0], c.x[1], c.x[2] + 4, 4 * Math.ceil(c.x[3] / 4)] as Case['x'] })),
+  ];
+  for (const c of dxCases) {
+    it(`dx matches the float64 sum and the cpu backend: ${name(c)}`, async () => {
+      const { outH, outW } = geometry(c);
+      const r = rng(c.x.reduce((a, b) => a * 17 + b, c.outC + c.k[0]));
+      const dy = fill(c.x[0] * outH * outW * c.outC, r);
+      const w = fill(c.k[0] * c.k[1] * c.x[3] * c.outC, r);
+      const ref = referenceDx(c, dy, w);
+      await useCpu();
+      const cpu = inputGrad(c, dy, w);
+      await useBestBackend({ prefer: 'wasm' });
+      setConvGradRoute('simd');
+      const tensors = tf.memory().numTensors;
+      const buffers = tf.backend().numDataIds();
+      const simd = inputGrad(c, dy, w);
+      expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
+      expect(tf.backend().numDataIds(), 'wasm buffers left behind (the scratch included)').to.equal(buffers);
+      setConvGradRoute('auto');
+      expectWithinRounding(simd, ref, 'wasm SIMD dx');
+      expectWithinRounding(cpu, ref, 'cpu dx');
+    });
+  }
+
+  it('auto takes the SIMD route (no Transpose inside) when a channel count is a multiple of 4, and the XNNPACK route (three) otherwise', async () => {
+    await useBestBackend({ prefer: 'wasm' });
+    const transpose = tf.getKernel('Transpose', 'wasm')!;
+    let calls = 0;
+    tf.unregisterKernel('Transpose', 'wasm');
+    tf.registerKernel({ ...transpose, kernelFunc: (args) => (calls++, transpose.kernelFunc(args)) });
+    try {
+      const count = (c: Case) => {
+        calls = 0;
+        const r = rng(3);
+        const { outH, outW } = geometry(c);
+        filterGrad(c, fill(c.x.reduce((a, b) => a * b, 1), r), fill(c.x[0] * outH * outW * c.outC, r));
+        return calls;
+      };
+      expect(count({ x: [2, 8, 8, 16], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' }), '16 -> 16').to.equal(0);
+      expect(count({ x: [2, 8, 8, 16], k: [3, 3], outC: 1, stride: [1, 1], pad: 'same' }), '16 -> 1').to.equal(0);
+      expect(count({ x: [2, 8, 8, 3], k: [3, 3], outC: 5, stride: [1, 1], pad: 'same' }), '3 -> 5').to.equal(3);
+      setConvGradRoute('xnnpack');
+      expect(count({ x: [2, 8, 8, 16], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' }), '16 -> 16 forced to XNNPACK').to.equal(3);
+    } finally {
+      setConvGradRoute('auto');
+      tf.unregisterKernel('Transpose', 'wasm');
+      tf.registerKernel(transpose);
+    }
+  });
+
+  it('setConvGradRoute rejects an unknown route, naming it and the valid ones', () => {
+    expect(() => setConvGradRoute('fast' as never)).to.throw(/route must be 'auto', 'simd' or 'xnnpack', got 'fast'/);
+  });
+});

@@ -91,8 +91,7 @@ describe('the workbook in the classic notebook (headless Chromium)', function ()
     ensureBuilt(root);
     dir = uiRoot();
     const t0 = Date.now();
-    server = await startJupyter('classic notebook', 'plotly', { rootDir: dir, env: { DDPM_WORKBOOK_MODE: 'quick' } });
-    context = await launchUiBrowser();
+    [server, context] = await Promise.all([startJupyter('classic notebook', 'plotly', { rootDir: dir, env: { DDPM_WORKBOOK_MODE: 'quick' } }), launchUiBrowser()]);
     timings.push(`server and browser up in ${since(t0)} s`);
   });
 

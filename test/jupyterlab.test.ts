@@ -51,12 +51,13 @@ describe('the workbook in JupyterLab (headless Chromium)', function () {
   let server: JupyterServer;
   /** One JupyterLab page for every notebook: the app loads once, each notebook opens in it. */
   let lab: LabPage;
+  let dir: string;
   const timings: string[] = [];
 
   before(async function () {
     requireFrontEnd(this, 'JupyterLab', ['plotly']);
     ensureBuilt(root);
-    const dir = uiRoot();
+    dir = uiRoot();
     const t0 = Date.now();
     [server, context] = await Promise.all([startJupyter('JupyterLab', 'plotly', { rootDir: dir, userDir: labUserDir(), env: { DDPM_WORKBOOK_MODE: 'quick' } }), launchUiBrowser()]);
     lab = await openLabPage(context, server);
@@ -69,14 +70,15 @@ describe('the workbook in JupyterLab (headless Chromium)', function () {
     if (timings.length) console.log(`      JupyterLab timings: ${timings.join('; ')}`);
   });
 
-  /** Opens rel, runs it with Run All, and reads the page back; then closes it and ends its kernel. */
-  async function runInLab(rel: string): Promise<{ cells: CellView[]; math: MathView; nb: NotebookJson; errors: string[] }> {
+  /** Opens rel, runs it with Run All, and reads the page back (and shoots it to screenshot, when given); then closes it and ends its kernel. */
+  async function runInLab(rel: string, screenshot?: string): Promise<{ cells: CellView[]; math: MathView; nb: NotebookJson; errors: string[] }> {
     lab.take(); // what the page logged before this notebook is not its
     await openInLab(lab, rel);
     try {
       await runAllInLab(lab);
       await waitIdleInLab(lab, RUN_TIMEOUT_MS);
       const read = await readLab(lab);
+      if (screenshot) await lab.page.screenshot({ path: screenshot });
       const { errors, http } = lab.take();
       return { ...read, errors: projectErrors(errors, http) };
     } finally {
@@ -98,7 +100,8 @@ describe('the workbook in JupyterLab (headless Chromium)', function () {
 
   it('the failing fixture: Run All stops at the failing cell, whose error shows in its output area; the cell after it never runs', async function () {
     this.timeout(RUN_TIMEOUT_MS);
-    expectFailingFixtureRun((await runInLab(`test/fixtures/${path.basename(FAILING_FIXTURE)}`)).cells);
+    // the page as docs/figures/jupyterlab-failing-cell.png shows it (taken here, into the server's temporary root)
+    expectFailingFixtureRun((await runInLab(`test/fixtures/${path.basename(FAILING_FIXTURE)}`, path.join(dir, 'failing.png'))).cells);
   });
 });
 

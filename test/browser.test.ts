@@ -1,5 +1,5 @@
 /**
- * out/ in a real browser: Debian's chromium, driven by playwright-core (never a downloaded browser),
+ * out/ in a real browser: the project's headless chromium (lib/workbook/browser.ts: Debian's, never a downloaded one),
  * opens every page of the shared quick build and checks that each plot drew, the math is typeset,
  * and nothing logged an error; then the same for nbconvert's own HTML export of an executed notebook.
  */
@@ -7,15 +7,13 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
-import type { Browser, Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { chromiumMissing, launchChromium } from '../lib/workbook/browser';
 import { jupyterMissing, pythonPath, JUPYTER_INSTALL_HINT } from '../lib/workbook/runners/kernel';
 import { plotHtml } from '../lib/workbook/plot';
 import { readNotebook } from '../lib/workbook/runners/nbformat';
 import { notebookHeading } from '../lib/workbook/site/html';
 import { BUILD_TIMEOUT_MS, quickWorkbook, tempDir } from './fixtures/quick-workbook';
-
-const CHROMIUM = process.env.DDPM_CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 interface PlotState {
   id: string;
@@ -55,17 +53,16 @@ function expectDrawn(plots: PlotState[], where: string): void {
 
 describe('out/ in headless Chromium', function () {
   this.timeout(BUILD_TIMEOUT_MS);
-  let browser: Browser | null = null;
+  let browser: BrowserContext | null = null;
 
   before(async function () {
-    if (!fs.existsSync(CHROMIUM)) {
-      const why = `${CHROMIUM} is absent (sudo apt-get install chromium, or set DDPM_CHROMIUM)`;
+    const why = chromiumMissing();
+    if (why) {
       if (process.env.CI === 'true') throw new Error(`under CI the browser test must run, but ${why}`);
       console.log(`    (skipped: ${why})`);
       this.skip();
     }
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+    browser = await launchChromium();
   });
   after(async () => browser?.close());
 

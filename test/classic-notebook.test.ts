@@ -5,15 +5,13 @@
  * text/html (the classic notebook has no Plotly renderer; plotly.js loads through require.js), every
  * formula typeset by MathJax, no console error; the failing fixture shows its error and stops there.
  */
-import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import type { BrowserContext, Page } from 'playwright-core';
-import { JupyterServer, classicMissing, startJupyter } from '../lib/workbook/jupyterlab/server';
+import { JupyterServer, startJupyter } from '../lib/workbook/jupyterlab/server';
 import { ensureBuilt, projectRoot, workbookNotebooks } from '../lib/workbook/runners/project';
-import { jupyterMissing, JUPYTER_INSTALL_HINT } from '../lib/workbook/runners/kernel';
-import { BUILD_TIMEOUT_MS, FAILING_CELL, FAILING_FIXTURE } from './fixtures/quick-workbook';
-import { CellView, MathView, chromiumMissing, expectCleanRun, launchChromium, projectErrors, requireTool, since, uiRoot, shutdownKernels, watchConsole } from './notebook-ui';
+import { BUILD_TIMEOUT_MS, FAILING_FIXTURE } from './fixtures/quick-workbook';
+import { CellView, FrontEndSelectors, MathView, OutputJson, expectCleanRun, expectFailingFixtureRun, launchUiBrowser, projectErrors, requireFrontEnd, since, uiRoot, shutdownKernels, waitSettled, watchConsole } from './notebook-ui';
 
 const root = projectRoot();
 /** Per notebook: quick mode takes 10-60 s through a kernel on the 2-core machine (README); this bounds a stuck one. */
@@ -39,90 +37,40 @@ async function openClassic(context: BrowserContext, server: JupyterServer, rel: 
   return { page, ...watched };
 }
 
-/** Waits until no cell shows In [*] and the kernel indicator is idle (twice in a row, 0.5 s apart). */
+/** Waits until no cell shows In [*] and the kernel indicator is idle (for 0.5 s without a break: a reply between two cells is not the end). */
 async function waitIdle(page: Page, timeoutMs: number): Promise<void> {
   await page.waitForFunction(
     () => {
-      const w = window as unknown as { Jupyter: any; __idleSince?: number };
       const busy = Array.from(document.querySelectorAll('.code_cell .input_prompt')).some((p) => /\[\*\]/.test(p.textContent ?? ''));
       const idle = !busy && document.querySelector('#kernel_indicator_icon')?.classList.contains('kernel_idle_icon') === true;
-      if (!idle) {
-        w.__idleSince = undefined;
-        return false;
-      }
-      w.__idleSince ??= Date.now();
-      return Date.now() - w.__idleSince > 500;
+      return (window as unknown as { __ddpmSteady: (k: string, c: boolean, ms: number) => boolean }).__ddpmSteady('classic idle', idle, 500);
     },
     null,
-    { timeout: timeoutMs, polling: 250 },
+    { timeout: timeoutMs, polling: 100 },
   );
 }
 
-/** The notebook as the page shows it: code cells (prompt, outputs, figures) and math. */
-async function readClassic(page: Page): Promise<{ cells: (CellView & { errorShown: string })[]; math: MathView; plotOutputs: number }> {
-  await page
-    .waitForFunction(
-      () => {
-        const plotsDone = Array.from(document.querySelectorAll('.ddpm-plot')).every((el) => el.querySelector('svg.main-svg') || /could not/.test(el.textContent ?? ''));
-        const sources = document.querySelectorAll('#notebook script[type^="math/tex"]').length;
-        return plotsDone && document.querySelectorAll('#notebook span.MathJax, #notebook span.MathJax_CHTML, #notebook span.MathJax_SVG').length >= sources;
-      },
-      null,
-      { timeout: 60_000, polling: 250 },
-    )
-    .catch(() => undefined); // the assertions say what is missing
-  return page.evaluate(() => {
-    const J = (window as unknown as { Jupyter: any }).Jupyter;
-    const TFJS_BANNER = /\n?=+\nHi, looks like you are running TensorFlow\.js in Node\.js\.[^\n]*\n=+\n/;
-    const text = (o: { text?: string | string[] }) => (Array.isArray(o.text) ? o.text.join('') : (o.text ?? ''));
-    let plotOutputs = 0;
-    const cells = (J.notebook.get_cells() as any[])
+/** Where the classic notebook's page shows prompts, error outputs and rendered markdown. */
+const CLASSIC_SELECTORS: FrontEndSelectors = { prompt: '.input_prompt', error: '.output_stderr, .output_error', markdown: '.text_cell_render' };
+
+/** The notebook as the page shows it, once its plots drew and its math is typeset (or 90 s passed): code cells (prompt, outputs, figures) and math. */
+async function readClassic(page: Page): Promise<{ cells: CellView[]; math: MathView; plotOutputs: number }> {
+  const plotOutputs = await page.evaluate(() =>
+    ((window as unknown as { Jupyter: any }).Jupyter.notebook.get_cells() as any[])
       .filter((c) => c.cell_type === 'code')
-      .map((c, index) => {
-        const el = c.element[0] as HTMLElement;
-        const outputs = c.output_area.outputs as { output_type: string; name?: string; text?: string | string[]; ename?: string; evalue?: string; data?: Record<string, unknown> }[];
-        plotOutputs += outputs.filter((o) => o.data && 'application/vnd.plotly.v1+json' in o.data).length;
-        const prompt = el.querySelector('.input_prompt')?.textContent ?? '';
-        const m = /\[(\d+)\]/.exec(prompt);
-        // tslab reports a failing cell on stderr only (see run_nbclient.py): stderr is its error output
-        const errorEl = el.querySelector('.output_stderr, .output_error') as HTMLElement | null;
-        if (errorEl) errorEl.scrollIntoView();
-        const box = errorEl?.getBoundingClientRect();
-        return {
-          index,
-          count: m ? Number(m[1]) : null,
-          busy: /\[\*\]/.test(prompt),
-          firstLine: (c.get_text() as string).split('\n')[0],
-          errors: [
-            ...outputs.filter((o) => o.output_type === 'error').map((o) => `${o.ename}: ${o.evalue}`),
-            ...outputs
-              .filter((o) => o.output_type === 'stream' && o.name === 'stderr')
-              .map((o) => text(o).replace(TFJS_BANNER, ''))
-              .filter((t) => t.trim() !== '')
-              .map((t) => `stderr: ${t.slice(0, 2000)}`),
-          ],
-          errorShown: errorEl ? errorEl.innerText : '',
-          errorBox: box ? { width: box.width, height: box.height } : null,
-          stderr: outputs.filter((o) => o.output_type === 'stream' && o.name === 'stderr').map(text).join(''),
-          stdout: outputs.filter((o) => o.output_type === 'stream' && o.name === 'stdout').map(text).join(''),
-          expectedPoints: outputs.filter((o) => o.data && 'application/vnd.plotly.v1+json' in o.data).map((o) => (window as any).__ddpmPoints((o.data as any)['application/vnd.plotly.v1+json'].data)),
-          plots: Array.from(el.querySelectorAll('.ddpm-plot')).map((p: any) => ({
-            svgs: p.querySelectorAll('svg.main-svg').length,
-            dataMarks: p.querySelectorAll('svg.main-svg g.trace, svg.main-svg g.hm, svg.main-svg .heatmaplayer image, svg.main-svg .imagelayer image, svg.main-svg .pielayer .slice').length,
-            traces: (p._fullData ?? []).length,
-            points: (window as any).__ddpmPoints(p.data),
-            text: (p.textContent ?? '').slice(0, 200),
-          })),
-        };
-      });
-    const nb = document.querySelector('#notebook')!;
-    const math = {
-      sources: nb.querySelectorAll('script[type^="math/tex"]').length,
-      rendered: nb.querySelectorAll('span.MathJax, span.MathJax_CHTML, span.MathJax_SVG').length,
-      errors: Array.from(nb.querySelectorAll('.MathJax_Error, [data-mathml*="<merror"], .MathJax .merror')).map((e) => e.textContent ?? ''),
-    };
-    return { cells, math, plotOutputs };
-  });
+      .reduce((n, c) => n + (c.output_area.outputs as OutputJson[]).filter((o) => o.data && 'application/vnd.plotly.v1+json' in o.data).length, 0),
+  );
+  await waitSettled(page, '#notebook', CLASSIC_SELECTORS.markdown, plotOutputs);
+  return page.evaluate(
+    ([sel, n]) => {
+      const w = window as any;
+      const cells = (w.Jupyter.notebook.get_cells() as any[])
+        .filter((c) => c.cell_type === 'code')
+        .map((c, index) => w.__ddpmCellView(index, c.element[0], c.output_area.outputs, (c.get_text() as string).split('\n')[0], sel, null));
+      return { cells, math: w.__ddpmMathView(document.querySelector('#notebook'), sel.markdown), plotOutputs: n };
+    },
+    [CLASSIC_SELECTORS, plotOutputs] as const,
+  );
 }
 
 /** Clicks Cell > Run All in the classic notebook's menu bar. */
@@ -139,17 +87,11 @@ describe('the workbook in the classic notebook (headless Chromium)', function ()
   const timings: string[] = [];
 
   before(async function () {
-    requireTool(this, chromiumMissing());
-    const j = jupyterMissing();
-    requireTool(this, j && `${j}: ${JUPYTER_INSTALL_HINT}`);
-    requireTool(this, classicMissing());
+    requireFrontEnd(this, 'classic notebook');
     ensureBuilt(root);
     dir = uiRoot();
-    fs.mkdirSync(path.join(dir, 'test', 'fixtures'), { recursive: true });
-    fs.copyFileSync(FAILING_FIXTURE, path.join(dir, 'test', 'fixtures', path.basename(FAILING_FIXTURE)));
     const t0 = Date.now();
-    server = await startJupyter('classic notebook', 'plotly', { rootDir: dir, env: { DDPM_WORKBOOK_MODE: 'quick' } });
-    context = await launchChromium();
+    [server, context] = await Promise.all([startJupyter('classic notebook', 'plotly', { rootDir: dir, env: { DDPM_WORKBOOK_MODE: 'quick' } }), launchUiBrowser()]);
     timings.push(`server and browser up in ${since(t0)} s`);
   });
 
@@ -192,17 +134,7 @@ describe('the workbook in the classic notebook (headless Chromium)', function ()
     try {
       await runAll(page);
       await waitIdle(page, RUN_TIMEOUT_MS);
-      const { cells } = await readClassic(page);
-      const bad = cells[FAILING_CELL.codeCell - 1];
-      expect(bad.firstLine).to.equal(FAILING_CELL.firstLine);
-      expect(cells.slice(0, FAILING_CELL.codeCell - 1).map((c) => [c.count, c.errors])).to.deep.equal(cells.slice(0, FAILING_CELL.codeCell - 1).map((_, i) => [i + 1, []]));
-      expect(bad.errors.length, 'an error output on the failing cell').to.equal(1);
-      expect(bad.errorShown, 'the error text in the output area').to.include('one plus one is three');
-      expect(bad.errorBox!.height, 'the error output is visible (has a height)').to.be.above(10);
-      for (const after of cells.slice(FAILING_CELL.codeCell)) {
-        expect(after.count, `code cell ${after.index + 1} after the failure ran`).to.equal(null);
-        expect(after.stdout + after.errors.join(''), `code cell ${after.index + 1} after the failure has output`).to.equal('');
-      }
+      expectFailingFixtureRun((await readClassic(page)).cells);
     } finally {
       await page.close();
       await shutdownKernels(server);

@@ -1,6 +1,6 @@
 /**
  * Shared by test/jupyterlab.test.ts and test/classic-notebook.test.ts: a server root for the
- * browser runs, headless Debian chromium, and what a notebook page must show once it ran (read from
+ * browser runs, the project's headless chromium, and what a notebook page must show once it ran (read from
  * the page's DOM, never from the kernel's own report): every code cell's prompt, error outputs, Plotly
  * figures with their data marks, typeset formulas, and console errors.
  */
@@ -8,12 +8,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import type { BrowserContext, Page } from 'playwright-core';
+import { chromiumMissing, launchChromium } from '../lib/workbook/browser';
 import { projectRoot } from '../lib/workbook/runners/project';
-import { tempDir } from './fixtures/quick-workbook';
-import type { JupyterServer } from '../lib/workbook/jupyterlab/server';
-
-export const CHROMIUM = process.env.DDPM_CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+import { FAILING_CELL, FAILING_FIXTURE, tempDir } from './fixtures/quick-workbook';
+import { JupyterServer, LabVariant, classicMissing, labBuildMissing, labServerMissing, workbookServerRoot } from '../lib/workbook/jupyterlab/server';
+import { jupyterMissing, JUPYTER_INSTALL_HINT } from '../lib/workbook/runners/kernel';
 
 /** Skips (outside CI) or fails (CI=true) the suite when a tool is missing, naming it and how to install it. */
 export function requireTool(ctx: Mocha.Context, missing: string | null): void {
@@ -23,38 +22,42 @@ export function requireTool(ctx: Mocha.Context, missing: string | null): void {
   ctx.skip();
 }
 
-/** null when Debian's chromium is there. */
-export const chromiumMissing = (): string | null => (fs.existsSync(CHROMIUM) ? null : `${CHROMIUM} is absent (sudo apt-get install chromium, or set DDPM_CHROMIUM)`);
+/** Skips (outside CI) or fails (CI=true) the suite unless chromium, Jupyter and the front end are there (JupyterLab: its server side and the builds named). */
+export function requireFrontEnd(ctx: Mocha.Context, frontEnd: 'JupyterLab' | 'classic notebook', variants: LabVariant[] = ['plotly']): void {
+  requireTool(ctx, chromiumMissing());
+  const j = jupyterMissing();
+  requireTool(ctx, j && `${j}: ${JUPYTER_INSTALL_HINT}`);
+  if (frontEnd === 'classic notebook') return requireTool(ctx, classicMissing());
+  requireTool(ctx, labServerMissing());
+  for (const v of variants) requireTool(ctx, labBuildMissing(v));
+}
 
-/** Headless chromium with a new, empty user-data-dir (removed at exit). */
-export async function launchChromium(): Promise<BrowserContext> {
-  const { chromium } = await import('playwright-core');
-  const profile = tempDir('ddpm-chromium-');
-  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: ARGS, headless: true, viewport: { width: 1280, height: 900 } });
-  // tsx (esbuild keepNames) wraps named functions inside page.evaluate callbacks in __name(...): give pages that helper
-  await context.addInitScript({ content: 'window.__name = function (f) { return f; };' });
-  await context.addInitScript({ content: POINTS_SRC });
+/** The project's headless chromium (lib/workbook/browser.ts), its pages given the shared page-side readers (window.__ddpm*). */
+export async function launchUiBrowser(): Promise<BrowserContext> {
+  const context = await launchChromium({ initScripts: [PAGE_HELPERS_SRC] });
   context.on('close', () => console.log('      (chromium closed its context)'));
   return context;
 }
 
 /**
- * The server's root for the browser runs: a temporary folder with a copy of notebooks/*.ipynb (a
- * run, or an autosave, never writes into the project's notebooks), and links to the project's
- * notebooks/figures, dist/ and node_modules/ (so a notebook's `../dist/lib` and the plots'
- * <base>files/node_modules/plotly.js-dist-min resolve as in a checkout).
+ * The server's root for the browser runs: a temporary folder made by workbookServerRoot (copies of
+ * notebooks/*.ipynb, links to dist/ and node_modules/), with a copy of the failing fixture at
+ * test/fixtures/ (where it sits in the project: it imports ../../dist/lib).
  */
 export function uiRoot(): string {
-  const root = projectRoot();
-  const dir = tempDir('ddpm-ui-root-');
-  fs.mkdirSync(path.join(dir, 'notebooks'));
-  for (const f of fs.readdirSync(path.join(root, 'notebooks'))) {
-    const from = path.join(root, 'notebooks', f);
-    if (f.endsWith('.ipynb')) fs.copyFileSync(from, path.join(dir, 'notebooks', f));
-    else fs.symlinkSync(from, path.join(dir, 'notebooks', f));
-  }
-  for (const name of ['dist', 'node_modules']) fs.symlinkSync(path.join(root, name), path.join(dir, name));
+  const dir = workbookServerRoot(tempDir('ddpm-ui-root-'), projectRoot());
+  fs.mkdirSync(path.join(dir, 'test', 'fixtures'), { recursive: true });
+  fs.copyFileSync(FAILING_FIXTURE, path.join(dir, 'test', 'fixtures', path.basename(FAILING_FIXTURE)));
   return dir;
+}
+
+/** JupyterLab's user settings for the tests: a new folder, autosave off (a run must never save over a notebook). */
+export function labUserDir(): string {
+  const userDir = tempDir('ddpm-lab-user-');
+  const docmanager = path.join(userDir, 'user-settings', '@jupyterlab', 'docmanager-extension');
+  fs.mkdirSync(docmanager, { recursive: true });
+  fs.writeFileSync(path.join(docmanager, 'plugin.jupyterlab-settings'), JSON.stringify({ autosave: false }));
+  return userDir;
 }
 
 /** What one code cell shows in the page after a run. */
@@ -69,12 +72,18 @@ export interface CellView {
   errors: string[];
   /** Visible size of the first error output (0 when hidden). */
   errorBox: { width: number; height: number } | null;
+  /** The text the first error output shows. */
+  errorShown: string;
   stderr: string;
   stdout: string;
   /** One entry per Plotly figure the cell shows. */
   plots: PlotView[];
   /** Data points of each Plotly output in the cell's outputs (its last update), what the figures must show. */
   expectedPoints: number[];
+  /** Whether the front end holds the cell's outputs as trusted (null where it does not say). */
+  trusted: boolean | null;
+  /** <script> elements in the cell's text/html outputs, and those the page kept (sanitizing drops them all). */
+  htmlScripts: { inOutputs: number; inPage: number };
 }
 
 /** A Plotly figure in the page. */
@@ -94,6 +103,8 @@ export interface MathView {
   /** Formulas MathJax rendered (HTML-CSS frames). */
   rendered: number;
   errors: string[];
+  /** Rendered markdown cells whose text (outside code and MathJax's output) still shows TeX delimiters: math left raw. */
+  raw: string[];
 }
 
 /** Collects console errors, uncaught page errors and failed or refused requests of a page. */
@@ -155,6 +166,7 @@ export function expectCleanRun(where: string, cells: CellView[], math: MathView,
     expect(p.dataMarks, `${where}, cell ${p.cell}: figure drew no data marks (${p.text})`).to.be.above(0);
   }
   expect(math.errors, `${where}: formulas MathJax could not typeset`).to.deep.equal([]);
+  expect(math.raw, `${where}: markdown cells with raw TeX left (not typeset)`).to.deep.equal([]);
   expect(math.rendered, `${where}: formulas typeset (of ${math.sources} found)`).to.equal(math.sources);
   expect(consoleErrors, `${where}: console errors`).to.deep.equal([]);
 }
@@ -164,20 +176,161 @@ export function plotOutputs(nb: { cells: { cell_type: string; outputs?: { data?:
   return nb.cells.filter((c) => c.cell_type === 'code').reduce((n, c) => n + (c.outputs ?? []).filter((o) => o.data && 'application/vnd.plotly.v1+json' in o.data).length, 0);
 }
 
+/** An output as nbformat writes it (both front ends hold their outputs in this form). */
+export interface OutputJson {
+  output_type: string;
+  name?: string;
+  text?: string | string[];
+  ename?: string;
+  evalue?: string;
+  data?: Record<string, unknown>;
+}
+
+/** Where a front end's page shows what the page helpers read. */
+export interface FrontEndSelectors {
+  /** A code cell's input prompt, inside the cell's node. */
+  prompt: string;
+  /** A cell's first error output (stderr or error), inside the cell's node. */
+  error: string;
+  /** Rendered markdown cells, inside the notebook's node. */
+  markdown: string;
+}
+
+/** Plotly figures as either front end shows them: plotly's mime renderer, or our text/html (lib/workbook/plot.ts). */
+const PLOT_SELECTOR = '.jp-RenderedPlotly, .ddpm-plot';
+
 /**
- * Page-side source of `points(traces)`: the data points of Plotly traces (longest of x, y, z, values;
- * a z matrix counts its cells). Given to pages as window.__ddpmPoints by launchChromium.
+ * Installs the page-side readers both front ends share (window.__ddpm*): runs in the page, as an init
+ * script, before JupyterLab's or the classic notebook's own code.
  */
-const POINTS_SRC = `window.__ddpmPoints = function (traces) {
-  return (traces || []).reduce(function (n, t) {
-    var m = 0;
-    ['x', 'y', 'z', 'values'].forEach(function (k) {
-      var v = t && t[k];
-      if (Array.isArray(v) || ArrayBuffer.isView(v)) m = Math.max(m, k === 'z' && Array.isArray(v[0]) ? v.reduce(function (s, r) { return s + r.length; }, 0) : v.length);
-    });
-    return n + m;
-  }, 0);
-};`;
+function installPageHelpers(plotSelector: string): void {
+  const w = window as any;
+  const text = (o: OutputJson) => (Array.isArray(o.text) ? o.text.join('') : (o.text ?? ''));
+  // tfjs-backend-cpu's once-per-process advice to install tfjs-node (a warning, on stderr) is not an error
+  const TFJS_BANNER = /\n?=+\nHi, looks like you are running TensorFlow\.js in Node\.js\.[^\n]*\n=+\n/;
+  const PLOTLY_MIME = 'application/vnd.plotly.v1+json';
+  /** Data points of Plotly traces (longest of x, y, z, values; a z matrix counts its cells). */
+  const points = (traces: any[]) =>
+    (traces || []).reduce((n, t) => {
+      let m = 0;
+      for (const k of ['x', 'y', 'z', 'values']) {
+        const v = t && t[k];
+        if (Array.isArray(v) || ArrayBuffer.isView(v)) m = Math.max(m, k === 'z' && Array.isArray((v as any)[0]) ? (v as any[]).reduce((s, r) => s + r.length, 0) : (v as any).length);
+      }
+      return n + m;
+    }, 0);
+  w.__ddpmPoints = points;
+  /** One code cell as the page shows it, from its node and its outputs (nbformat JSON). */
+  w.__ddpmCellView = (index: number, node: HTMLElement, outputs: OutputJson[], firstLine: string, sel: FrontEndSelectors, trusted: boolean | null) => {
+    const prompt = node.querySelector(sel.prompt)?.textContent ?? '';
+    const m = /\[(\d+)\]/.exec(prompt);
+    // tslab reports a failing cell on stderr only (no error message; see run_nbclient.py), which the
+    // front ends show as a stderr output: both count as the cell's error output
+    const errorEl = node.querySelector(sel.error) as HTMLElement | null;
+    if (errorEl) errorEl.scrollIntoView();
+    const box = errorEl?.getBoundingClientRect();
+    return {
+      index,
+      count: m ? Number(m[1]) : null,
+      busy: /\[\*\]/.test(prompt),
+      firstLine,
+      trusted,
+      errors: [
+        ...outputs.filter((o) => o.output_type === 'error').map((o) => `${o.ename}: ${o.evalue}`),
+        ...outputs
+          .filter((o) => o.output_type === 'stream' && o.name === 'stderr')
+          .map((o) => text(o).replace(TFJS_BANNER, ''))
+          .filter((t) => t.trim() !== '')
+          .map((t) => `stderr: ${t.slice(0, 2000)}`),
+      ],
+      errorShown: errorEl ? (errorEl.innerText ?? '') : '',
+      errorBox: box ? { width: box.width, height: box.height } : null,
+      stderr: outputs.filter((o) => o.output_type === 'stream' && o.name === 'stderr').map(text).join(''),
+      stdout: outputs.filter((o) => o.output_type === 'stream' && o.name === 'stdout').map(text).join(''),
+      expectedPoints: outputs.filter((o) => o.data && PLOTLY_MIME in o.data).map((o) => points((o.data as any)[PLOTLY_MIME].data)),
+      htmlScripts: {
+        // what the cell's text/html outputs hold, and what the page kept of it (an untrusted output is sanitized: no scripts)
+        inOutputs: outputs.reduce((n, o) => n + ((String((o.data && o.data['text/html']) ?? '').match(/<script\b/g) ?? []).length), 0),
+        inPage: Array.from(node.querySelectorAll('.jp-RenderedHTML, .output_html')).reduce((n, el) => n + el.querySelectorAll('script').length, 0),
+      },
+      plots: Array.from(node.querySelectorAll(plotSelector)).map((p: any) => ({
+        svgs: p.querySelectorAll('svg.main-svg').length,
+        dataMarks: p.querySelectorAll('svg.main-svg g.trace, svg.main-svg g.hm, svg.main-svg .heatmaplayer image, svg.main-svg .imagelayer image, svg.main-svg .pielayer .slice').length,
+        traces: (p._fullData ?? []).length,
+        points: points(p.data),
+        text: (p.textContent ?? '').slice(0, 200),
+      })),
+    };
+  };
+  /** Rendered markdown cells whose visible text still holds TeX delimiters ($...$, $$): math MathJax has not typeset. */
+  const rawTex = (root: Element, markdown: string) =>
+    Array.from(root.querySelectorAll(markdown))
+      .map((c) => {
+        const copy = c.cloneNode(true) as HTMLElement;
+        copy.querySelectorAll('code, pre, script, .MathJax, .MathJax_Display, .MathJax_Preview, .MathJax_CHTML, .MathJax_SVG').forEach((e) => e.remove());
+        return copy.textContent ?? '';
+      })
+      .filter((t) => /\$\$|\$[^$\s][^$]*\$/.test(t))
+      .map((t) => t.slice(0, 160));
+  /** The formulas of a notebook's node: MathJax's sources, what it rendered, its errors, and markdown left raw. */
+  w.__ddpmMathView = (root: Element, markdown: string) => ({
+    sources: root.querySelectorAll('script[type^="math/tex"]').length,
+    rendered: root.querySelectorAll('span.MathJax, span.MathJax_CHTML, span.MathJax_SVG').length,
+    errors: Array.from(root.querySelectorAll('.MathJax_Error, [data-mathml*="<merror"], .MathJax .merror')).map((e) => e.textContent ?? ''),
+    raw: rawTex(root, markdown),
+  });
+  /**
+   * Whether what draws after the outputs arrive has drawn: MathJax (loaded lazily by JupyterLab, and
+   * typesetting one cell after another) has an empty queue and no markdown shows raw TeX, and every
+   * Plotly output has its figure element with an SVG (or its "could not" message); plotOutputs null:
+   * the math alone.
+   */
+  w.__ddpmSettled = (root: Element, markdown: string, plotOutputs: number | null) => {
+    const MJ = w.MathJax;
+    const q = MJ?.Hub?.queue;
+    const mathIdle = !root.querySelector(markdown) || (MJ?.isReady === true && q && q.pending === 0 && q.running === 0 && q.queue.length === 0);
+    const math = w.__ddpmMathView(root, markdown);
+    const figures = Array.from(root.querySelectorAll(plotSelector));
+    const plotsDone = plotOutputs === null || (figures.length >= plotOutputs && figures.every((el) => el.querySelector('svg.main-svg') || /could not/.test(el.textContent ?? '')));
+    return mathIdle && math.raw.length === 0 && math.rendered >= math.sources && plotsDone;
+  };
+  /** True once cond has held for ms without a break (the caller polls); key names the condition. */
+  w.__ddpmSteady = (key: string, cond: boolean, ms: number) => {
+    const since = (w.__ddpmSteadySince ??= {});
+    if (!cond) {
+      delete since[key];
+      return false;
+    }
+    since[key] ??= Date.now();
+    return Date.now() - since[key] >= ms;
+  };
+}
+
+const PAGE_HELPERS_SRC = `(${installPageHelpers.toString()})(${JSON.stringify(PLOT_SELECTOR)});`;
+
+/**
+ * Waits until the page's notebook (root: a selector) has drawn its plots and typeset its math
+ * (window.__ddpmSettled), or timeoutMs passed: the assertions then say what is missing.
+ */
+export async function waitSettled(page: Page, root: string, markdown: string, plotOutputs: number | null, timeoutMs = 90_000): Promise<void> {
+  await page
+    .waitForFunction(([r, md, n]) => (window as any).__ddpmSettled(document.querySelector(r as string), md, n), [root, markdown, plotOutputs] as const, { timeout: timeoutMs, polling: 100 })
+    .catch(() => undefined);
+}
+
+/** Asserts the failing fixture's run: the cells before the failing one ran cleanly, its error shows, the cells after it never ran. */
+export function expectFailingFixtureRun(cells: CellView[]): void {
+  const bad = cells[FAILING_CELL.codeCell - 1];
+  expect(bad.firstLine).to.equal(FAILING_CELL.firstLine);
+  expect(cells.slice(0, FAILING_CELL.codeCell - 1).map((c) => [c.count, c.errors])).to.deep.equal(cells.slice(0, FAILING_CELL.codeCell - 1).map((_, i) => [i + 1, []]));
+  expect(bad.errors.length, 'an error output on the failing cell').to.equal(1);
+  expect(bad.errorShown, 'the error text in the output area').to.include('one plus one is three');
+  expect(bad.errorBox!.height, 'the error output is visible (has a height)').to.be.above(10);
+  for (const after of cells.slice(FAILING_CELL.codeCell)) {
+    expect(after.count, `code cell ${after.index + 1} after the failure ran`).to.equal(null);
+    expect(after.stdout + after.errors.join(''), `code cell ${after.index + 1} after the failure has output`).to.equal('');
+  }
+}
 
 /** Seconds since t0, one decimal. */
 export const since = (t0: number) => Math.round((Date.now() - t0) / 100) / 10;
@@ -186,4 +339,103 @@ export const since = (t0: number) => Math.round((Date.now() - t0) / 100) / 10;
 export async function shutdownKernels(server: JupyterServer): Promise<void> {
   const res = await fetch(`${server.baseUrl}api/kernels?token=${server.token}`);
   for (const k of (await res.json()) as { id: string }[]) await fetch(`${server.baseUrl}api/kernels/${k.id}?token=${server.token}`, { method: 'DELETE' });
+}
+
+/** A notebook as JupyterLab holds it (the model's JSON): what the page's figures and prompts are checked against. */
+export type NotebookJson = { cells: { cell_type: string; source: string | string[]; outputs?: OutputJson[] }[]; metadata: Record<string, unknown> };
+
+/** JupyterLab's markdown cells, once rendered. */
+const LAB_SELECTORS: FrontEndSelectors = {
+  prompt: '.jp-InputPrompt',
+  error: '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
+  markdown: '.jp-MarkdownCell .jp-RenderedMarkdown',
+};
+
+/** A page of the project's JupyterLab in which notebooks are opened one after another (the app loads once), and its console. */
+export interface LabPage {
+  page: Page;
+  /** Console errors and failed requests since the last take(). */
+  take(): { errors: string[]; http: string[] };
+}
+
+/** Loads JupyterLab (a fresh workspace: ?reset) in a new page of the context and waits until it is restored. */
+export async function openLabPage(context: BrowserContext, server: JupyterServer): Promise<LabPage> {
+  const page = await context.newPage();
+  const watched = watchConsole(page);
+  await page.goto(`${server.baseUrl}lab?reset&token=${server.token}`);
+  await page.waitForFunction(() => document.body.dataset.ddpmLab === 'restored', null, { timeout: 120_000 });
+  return { page, take: () => ({ errors: watched.errors.splice(0), http: watched.http.splice(0) }) };
+}
+
+/**
+ * Closes what the page's main area shows and opens rel (a path under the server's root) there;
+ * waits for its model, and for its tslab kernel when waitKernel (a server started with
+ * startsKernel: false opens it with none).
+ */
+export async function openInLab(lab: LabPage, rel: string, waitKernel = true): Promise<void> {
+  const kernel = await lab.page.evaluate(
+    async ([file, wait]) => {
+      const w = window as unknown as { ddpmLab: any; __ddpmPanel?: any };
+      const open = w.ddpmLab.shell.widgets('main');
+      const shown: any[] = [];
+      for (let x = open.next(); x !== undefined; x = open.next()) shown.push(x);
+      // dispose, not close: a run leaves the notebook dirty, and close() would ask whether to save it
+      for (const x of shown) x.dispose();
+      const panel = await w.ddpmLab.commands.execute('docmanager:open', { path: file });
+      w.__ddpmPanel = panel;
+      await panel.context.ready;
+      await panel.revealed;
+      if (panel.context.path !== file) return `the open tab is ${panel.context.path}, not ${file}`;
+      if (!wait) return 'tslab';
+      await panel.sessionContext.ready;
+      return panel.sessionContext.session?.kernel?.name ?? 'no kernel';
+    },
+    [rel, waitKernel] as const,
+  );
+  expect(kernel, `${rel}: kernel`).to.equal('tslab');
+}
+
+/** Closes the notebook the page shows (its kernel keeps running: shutdownKernels ends it). */
+export async function closeInLab(lab: LabPage): Promise<void> {
+  await lab.page.evaluate(() => (window as unknown as { __ddpmPanel?: any }).__ddpmPanel?.dispose());
+}
+
+/** Clicks Run > Run All Cells in JupyterLab's menu bar. */
+export async function runAllInLab(lab: LabPage): Promise<void> {
+  await lab.page.click('.lm-MenuBar-item:has-text("Run")');
+  await lab.page.click('.lm-Menu-item:has-text("Run All Cells")');
+}
+
+/** Waits until no cell shows [*] and the kernel is idle (for 0.5 s without a break: a reply between two cells is not the end). */
+export async function waitIdleInLab(lab: LabPage, timeoutMs: number): Promise<void> {
+  await lab.page.waitForFunction(
+    () => {
+      const w = window as unknown as { __ddpmPanel: any; __ddpmSteady: (k: string, c: boolean, ms: number) => boolean };
+      const panel = w.__ddpmPanel;
+      const busy = Array.from(panel.node.querySelectorAll('.jp-CodeCell .jp-InputPrompt')).some((p) => /\[\*\]/.test((p as HTMLElement).textContent ?? ''));
+      return w.__ddpmSteady('lab idle', !busy && panel.sessionContext.session?.kernel?.status === 'idle', 500);
+    },
+    null,
+    { timeout: timeoutMs, polling: 100 },
+  );
+}
+
+/**
+ * The notebook the page shows, once its plots drew and its math is typeset (or 90 s passed): code
+ * cells, math, and the model's JSON. waitPlots false: once the math is typeset, plots drawn or not.
+ */
+export async function readLab(lab: LabPage, waitPlots = true): Promise<{ cells: CellView[]; math: MathView; nb: NotebookJson }> {
+  const { id, model } = await lab.page.evaluate(() => {
+    const panel = (window as unknown as { __ddpmPanel: any }).__ddpmPanel;
+    return { id: panel.id as string, model: panel.context.model.toJSON() as NotebookJson };
+  });
+  await waitSettled(lab.page, `[id="${id}"]`, LAB_SELECTORS.markdown, waitPlots ? plotOutputs(model) : null);
+  return lab.page.evaluate((sel) => {
+    const w = window as any;
+    const panel = w.__ddpmPanel;
+    const cells = (panel.content.widgets as any[])
+      .filter((c) => c.model.type === 'code')
+      .map((c, index) => w.__ddpmCellView(index, c.node, c.model.outputs.toJSON(), (c.model.value.text as string).split('\n')[0], sel, c.model.trusted));
+    return { cells, math: w.__ddpmMathView(panel.node, sel.markdown), nb: panel.context.model.toJSON() };
+  }, LAB_SELECTORS);
 }

@@ -7,8 +7,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { launchChromium } from '../browser';
 import { ensureBuilt, projectRoot } from '../runners/project';
-import { startJupyter } from './server';
+import { startJupyter, workbookServerRoot } from './server';
 
 const SHOTS = [
   { notebook: '05_training_2d.ipynb', figure: 0, file: 'jupyterlab-05-training.png' },
@@ -19,21 +20,12 @@ async function main(): Promise<void> {
   const root = projectRoot();
   ensureBuilt(root);
   // a temporary root with copies of the notebooks (nothing is saved into the project's)
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-shots-'));
-  fs.mkdirSync(path.join(dir, 'notebooks'));
-  for (const f of fs.readdirSync(path.join(root, 'notebooks'))) {
-    const from = path.join(root, 'notebooks', f);
-    if (f.endsWith('.ipynb')) fs.copyFileSync(from, path.join(dir, 'notebooks', f));
-    else fs.symlinkSync(from, path.join(dir, 'notebooks', f));
-  }
-  for (const name of ['dist', 'node_modules']) fs.symlinkSync(path.join(root, name), path.join(dir, name));
+  const dir = workbookServerRoot(fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-shots-')), root);
   const server = await startJupyter('JupyterLab', 'plotly', { rootDir: dir, userDir: path.join(dir, '.lab-user'), env: { DDPM_WORKBOOK_MODE: 'quick' } });
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  const browser = await launchChromium({ viewport: { width: 1280, height: 860 } });
   try {
     for (const shot of SHOTS) {
-      const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
-      await page.addInitScript({ content: 'window.__name = function (f) { return f; };' });
+      const page = await browser.newPage();
       await page.goto(`${server.notebookUrl(`notebooks/${shot.notebook}`)}&reset`);
       await page.waitForFunction(() => document.body.dataset.ddpmLab === 'restored', null, { timeout: 120_000 });
       await page.waitForSelector('.jp-NotebookPanel .jp-Cell', { timeout: 60_000 });

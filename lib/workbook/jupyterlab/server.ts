@@ -91,6 +91,24 @@ export async function ensureLabBuild(variants: LabVariant[] = ['plotly', 'plain'
   for (const [v, what] of Object.entries(done)) log(`JupyterLab ${v}: ${what}`);
 }
 
+/**
+ * Makes dir a root for a Jupyter server that runs or opens copies of the workbook: notebooks/ holds
+ * copies of the project's notebooks/*.ipynb (a run, or an autosave, never writes into the project's),
+ * links to the rest of notebooks/ (figures), and links to the project's dist/ and node_modules/, so a
+ * notebook's `../dist/lib` and the plots' <base_url>files/node_modules/plotly.js-dist-min resolve as
+ * in a checkout. Returns dir.
+ */
+export function workbookServerRoot(dir: string, root: string = projectRoot()): string {
+  fs.mkdirSync(path.join(dir, 'notebooks'), { recursive: true });
+  for (const f of fs.readdirSync(path.join(root, 'notebooks'))) {
+    const from = path.join(root, 'notebooks', f);
+    if (f.endsWith('.ipynb')) fs.copyFileSync(from, path.join(dir, 'notebooks', f));
+    else fs.symlinkSync(from, path.join(dir, 'notebooks', f));
+  }
+  for (const name of ['dist', 'node_modules']) fs.symlinkSync(path.join(root, name), path.join(dir, name));
+  return dir;
+}
+
 /** A running Jupyter server. */
 export interface JupyterServer {
   frontEnd: 'JupyterLab' | 'classic notebook';

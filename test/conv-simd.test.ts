@@ -61,47 +61,16 @@ function geometry(c: Case): { outH: number; outW: number; top: number; left: num
   return { outH, outW, top: Math.floor(padH / 2), left: Math.floor(padW / 2) };
 }
 
-/** dW by the definition, in float64, with sum |x dy| per entry (for the tolerance). */
-function reference(c: Case, x: Float32Array, dy: Float32Array): { dw: Float64Array; mag: Float64Array; terms: number } {
+/**
+ * Every product of the convolution's definition: calls visit(xAt, dyAt, wAt) with the flat indices of
+ * x [B, H, W, C], dy [B, outH, outW, O] and the filter [kh, kw, C, O] for each valid (pixel, tap, channel) triple.
+ */
+function forEachProduct(c: Case, visit: (xAt: number, dyAt: number, wAt: number) => void): void {
   const [B, H, W, C] = c.x;
   const [kh, kw] = c.k;
   const [sh, sw] = c.stride;
   const { outH, outW, top, left } = geometry(c);
   const O = c.outC;
-  const dw = new Float64Array(kh * kw * C * O);
-  const mag = new Float64Array(dw.length);
-  for (let b = 0; b < B; b++)
-    for (let y = 0; y < outH; y++)
-      for (let xx = 0; xx < outW; xx++)
-        for (let i = 0; i < kh; i++) {
-          const iy = y * sh + i - top;
-          if (iy < 0 || iy >= H) continue;
-          for (let j = 0; j < kw; j++) {
-            const ix = xx * sw + j - left;
-            if (ix < 0 || ix >= W) continue;
-            for (let ci = 0; ci < C; ci++) {
-              const xv = x[((b * H + iy) * W + ix) * C + ci];
-              for (let co = 0; co < O; co++) {
-                const p = xv * dy[((b * outH + y) * outW + xx) * O + co];
-                const at = ((i * kw + j) * C + ci) * O + co;
-                dw[at] += p;
-                mag[at] += Math.abs(p);
-              }
-            }
-          }
-        }
-  return { dw, mag, terms: B * outH * outW };
-}
-
-/** dx by the definition, in float64, with sum |dy w| per entry, for filter [kh, kw, inC, outC]. */
-function referenceDx(c: Case, dy: Float32Array, w: Float32Array): { dw: Float64Array; mag: Float64Array; terms: number } {
-  const [B, H, W, C] = c.x;
-  const [kh, kw] = c.k;
-  const [sh, sw] = c.stride;
-  const { outH, outW, top, left } = geometry(c);
-  const O = c.outC;
-  const dx = new Float64Array(B * H * W * C);
-  const mag = new Float64Array(dx.length);
   for (let b = 0; b < B; b++)
     for (let y = 0; y < outH; y++)
       for (let xx = 0; xx < outW; xx++)
@@ -112,15 +81,37 @@ function referenceDx(c: Case, dy: Float32Array, w: Float32Array): { dw: Float64A
             const ix = xx * sw + j - left;
             if (ix < 0 || ix >= W) continue;
             for (let ci = 0; ci < C; ci++)
-              for (let co = 0; co < O; co++) {
-                const p = dy[((b * outH + y) * outW + xx) * O + co] * w[((i * kw + j) * C + ci) * O + co];
-                const at = ((b * H + iy) * W + ix) * C + ci;
-                dx[at] += p;
-                mag[at] += Math.abs(p);
-              }
+              for (let co = 0; co < O; co++) visit(((b * H + iy) * W + ix) * C + ci, ((b * outH + y) * outW + xx) * O + co, ((i * kw + j) * C + ci) * O + co);
           }
         }
-  return { dw: dx, mag, terms: kh * kw * O };
+}
+
+/** dW by the definition, in float64, with sum |x dy| per entry (for the tolerance). */
+function reference(c: Case, x: Float32Array, dy: Float32Array): { dw: Float64Array; mag: Float64Array; terms: number } {
+  const [kh, kw] = c.k;
+  const { outH, outW } = geometry(c);
+  const dw = new Float64Array(kh * kw * c.x[3] * c.outC);
+  const mag = new Float64Array(dw.length);
+  forEachProduct(c, (xAt, dyAt, wAt) => {
+    const p = x[xAt] * dy[dyAt];
+    dw[wAt] += p;
+    mag[wAt] += Math.abs(p);
+  });
+  return { dw, mag, terms: c.x[0] * outH * outW };
+}
+
+/** dx by the definition, in float64, with sum |dy w| per entry, for filter [kh, kw, inC, outC]. */
+function referenceDx(c: Case, dy: Float32Array, w: Float32Array): { dw: Float64Array; mag: Float64Array; terms: number } {
+  const [B, H, W, C] = c.x;
+  const [kh, kw] = c.k;
+  const dx = new Float64Array(B * H * W * C);
+  const mag = new Float64Array(dx.length);
+  forEachProduct(c, (xAt, dyAt, wAt) => {
+    const p = dy[dyAt] * w[wAt];
+    dx[xAt] += p;
+    mag[xAt] += Math.abs(p);
+  });
+  return { dw: dx, mag, terms: kh * kw * c.outC };
 }
 
 function expectWithinRounding(actual: ArrayLike<number>, ref: { dw: Float64Array; mag: Float64Array; terms: number }, what: string): void {

@@ -548,6 +548,10 @@ interface Reference {
   stats: { mean: number[]; cov: number[][] };
   count: number;
   others: Float32Array;
+  /** The reference half's features [count, JUDGE_FEATURES] and both halves' labels, for judgeByClass. */
+  features: Float64Array;
+  referenceLabels: Int32Array;
+  othersLabels: Int32Array;
 }
 
 let cachedJudge: DigitJudge | null = null;
@@ -564,7 +568,14 @@ async function referenceFor(judge: DigitJudge): Promise<Reference> {
   if (known) return known;
   const halves = await heldOutHalves();
   const { features, n } = await judgeOutputs(judge, halves.reference.images);
-  const ref = { stats: meanAndCovariance({ data: features, dim: JUDGE_FEATURES }), count: n, others: halves.others.images };
+  const ref: Reference = {
+    stats: meanAndCovariance({ data: features, dim: JUDGE_FEATURES }),
+    count: n,
+    others: halves.others.images,
+    features,
+    referenceLabels: halves.reference.labels,
+    othersLabels: halves.others.labels,
+  };
   references.set(judge, ref);
   return ref;
 }
@@ -714,25 +725,26 @@ interface ClassReference {
 
 const classReferences = new WeakMap<DigitJudge, ClassReference>();
 
-/** The held-out halves' features per class under `judge`, computed once per judge. */
+/**
+ * The held-out halves' features per class under `judge`, computed once per judge, on top of
+ * judgeDigits' reference (which has already run the judge over the reference half).
+ */
 async function classReferenceFor(judge: DigitJudge): Promise<ClassReference> {
   const known = classReferences.get(judge);
   if (known) return known;
-  const halves = await heldOutHalves();
-  const featuresByClass = async (set: LabelledDigits): Promise<Float64Array[]> => {
-    const { features } = await judgeOutputs(judge, set.images);
-    return Array.from({ length: JUDGE_CLASSES }, (_, k) => {
-      const idx = Array.from(set.labels.keys()).filter((i) => set.labels[i] === k);
+  const base = await referenceFor(judge);
+  const byClass = (features: Float64Array, labels: Int32Array): Float64Array[] =>
+    Array.from({ length: JUDGE_CLASSES }, (_, k) => {
+      const idx = Array.from(labels.keys()).filter((i) => labels[i] === k);
       const out = new Float64Array(idx.length * JUDGE_FEATURES);
       idx.forEach((src, j) => out.set(features.subarray(src * JUDGE_FEATURES, (src + 1) * JUDGE_FEATURES), j * JUDGE_FEATURES));
       return out;
     });
-  };
-  const reference = await featuresByClass(halves.reference);
+  const reference = byClass(base.features, base.referenceLabels);
   const ref: ClassReference = {
     stats: reference.map((f) => meanAndCovariance({ data: f, dim: JUDGE_FEATURES })),
     count: reference.map((f) => f.length / JUDGE_FEATURES),
-    others: await featuresByClass(halves.others),
+    others: byClass((await judgeOutputs(judge, base.others)).features, base.othersLabels),
   };
   classReferences.set(judge, ref);
   return ref;

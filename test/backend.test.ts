@@ -37,21 +37,24 @@ function smallComputations(): { matMul: Float32Array; conv2d: Float32Array; mlpG
   };
 }
 
-describe('backend choice (useBestBackend)', function () {
-  // Everything here runs in well under a second except the one child process (about 1 s).
-  this.timeout(15000);
+/** Each test of the calling suite starts without DIFFUSION_BACKEND and ends with it restored and on cpu. */
+function isolateBackendEnv(): void {
   let savedEnv: string | undefined;
-
   beforeEach(() => {
     savedEnv = process.env[BACKEND_ENV];
     delete process.env[BACKEND_ENV];
   });
-
   afterEach(async () => {
     if (savedEnv === undefined) delete process.env[BACKEND_ENV];
     else process.env[BACKEND_ENV] = savedEnv;
     await useCpu();
   });
+}
+
+describe('backend choice (useBestBackend)', function () {
+  // Everything here runs in well under a second except the one child process (about 1 s).
+  this.timeout(15000);
+  isolateBackendEnv();
 
   it('DIFFUSION_BACKEND=cpu chooses cpu, and tfjs really switches to it', async () => {
     await useBestBackend({ prefer: 'wasm' });
@@ -269,18 +272,7 @@ describe('backend choice (useBestBackend)', function () {
 
 describe('training backend (useTrainingBackend: the best backend that takes a U-Net gradient)', function () {
   this.timeout(30000);
-  let savedEnv: string | undefined;
-
-  beforeEach(() => {
-    savedEnv = process.env[BACKEND_ENV];
-    delete process.env[BACKEND_ENV];
-  });
-
-  afterEach(async () => {
-    if (savedEnv === undefined) delete process.env[BACKEND_ENV];
-    else process.env[BACKEND_ENV] = savedEnv;
-    await useCpu();
-  });
+  isolateBackendEnv();
 
   it("trains on useBestBackend's choice when its U-Net probe passes (wasm on a machine without GPU), leaving no tensor", async () => {
     const best = await useBestBackend();

@@ -18,6 +18,7 @@ import {
   lossCurveFigure,
   meanOf,
   meanStdErr,
+  lossTenths,
   normalPdf,
   panelAxes,
   sampleMoments,
@@ -63,6 +64,20 @@ describe('statistics helpers (lib/workbook/stats.ts)', () => {
     expect(m.seMean).to.be.closeTo(Math.sqrt(4 / 7), 1e-15);
     expect(m.seVariance).to.be.closeTo(Math.sqrt(28.5 / 8), 1e-15);
     expect(varianceStdErr(xs)).to.deep.equal({ variance: m.variance, se: m.seVariance, n: 8 });
+  });
+
+  it('lossTenths compares the first and the last tenth of a run: windows of max(10, n / 10) steps, at most half the run', () => {
+    // 300 losses: 1 for the first 30 steps, then 0.5 for the next 240, then 0.25 and 0.75 alternating: the
+    // windows are exactly steps 1-30 (mean 1, se 0) and 271-300 (mean 0.5, sd of 15 x 0.25 and 15 x 0.75).
+    const losses = Float32Array.from({ length: 300 }, (_, i) => (i < 30 ? 1 : i < 270 ? 0.5 : i % 2 ? 0.75 : 0.25));
+    const r = lossTenths(losses);
+    expect(r.window).to.equal(30);
+    expect([r.first.mean, r.first.se, r.first.n]).to.deep.equal([1, 0, 30]);
+    expect(r.last.mean).to.equal(0.5);
+    expect(r.last.sd).to.be.closeTo(Math.sqrt((30 * 0.0625) / 29), 1e-15);
+    expect(lossTenths(new Float32Array(50).fill(1)).window, '10 steps at least').to.equal(10);
+    expect(lossTenths(new Float32Array(20).fill(1)).window, 'never more than half').to.equal(10);
+    expect(() => lossTenths(new Float32Array(19))).to.throw('lossTenths: xs must hold at least 20 value(s), got 19');
   });
 
   it('refuses too few values and non-finite ones, naming the function and the entry', () => {

@@ -19,4 +19,4 @@ export {
   imageFigure,
   digitGridFigure,
 } from './figures';
-export { MeanStdErr, SampleMoments, meanOf, meanStdErr, varianceStdErr, sampleMoments, normalPdf, densityHistogram } from './stats';
+export { MeanStdErr, SampleMoments, meanOf, meanStdErr, lossTenths, varianceStdErr, sampleMoments, normalPdf, densityHistogram } from './stats';

@@ -45,6 +45,18 @@ export function meanStdErr(xs: ArrayLike<number>): MeanStdErr {
 }
 
 /**
+ * Mean ± standard error of the first and of the last tenth of a run's per-step losses (each at least
+ * 10 steps, and the two halves of the run at most): the notebooks' "the loss falls" claim compares them.
+ */
+export function lossTenths(losses: ArrayLike<number>): { first: MeanStdErr; last: MeanStdErr; window: number } {
+  checkSample('lossTenths', losses, 20);
+  const n = losses.length;
+  const window = Math.min(Math.floor(n / 2), Math.max(10, Math.round(n / 10)));
+  const part = (from: number) => Array.from({ length: window }, (_, i) => losses[from + i]);
+  return { first: meanStdErr(part(0)), last: meanStdErr(part(n - window)), window };
+}
+
+/**
  * The (n - 1) sample variance and its standard error from the fourth central moment,
  * se = sqrt((m4 - m2^2) / n) with m_k the k-th central sample moment (the large-n form).
  */

@@ -22,7 +22,7 @@ import * as path from 'path';
 import * as readline from 'readline';
 import { JUPYTER_INSTALL_HINT, ensureKernelSpec, pythonPath } from './runners/kernel';
 import { projectRoot } from './runners/project';
-import { LAB_SERVER_INSTALL_HINT, ensureLabBuild, labBuildMissing, labDir, labServerMissing } from './jupyterlab/server';
+import { LAB_SERVER_INSTALL_HINT, classicMathJaxArgs, ensureLabBuild, labBuildMissing, labDir, labServerMissing } from './jupyterlab/server';
 
 export interface LabPlan {
   frontEnd: 'JupyterLab' | 'classic notebook';
@@ -96,7 +96,7 @@ export function planLab(extra: string[] = [], python: string = pythonPath(), roo
       frontEnd: 'classic notebook',
       source: 'classic notebook',
       command: python,
-      args: ['-m', 'notebook', ...common],
+      args: ['-m', 'notebook', ...classicMathJaxArgs(root), ...common],
       env,
       message: `${options.classic ? 'As asked (--classic), starting' : `JupyterLab is not installed for ${python}; starting`} the classic notebook (jupyter notebook) with ${kernelNote}${why}`,
     };

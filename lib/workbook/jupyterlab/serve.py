@@ -16,6 +16,8 @@ from tornado.web import StaticFileHandler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MATHJAX_DIR = os.environ.get("DDPM_MATHJAX_DIR", "/usr/share/javascript/mathjax")
+# the project's own MathJax settings (shared with the classic notebook, see server.ts)
+MATHJAX_LOCAL = os.path.join(HERE, "static", "components", "MathJax", "config", "local")
 
 # Only this launcher's settings and the caller's JUPYTER_PATH decide what runs: a jupyter_server
 # config in ~/.jupyter (a token, another root) would make the tests depend on the machine.
@@ -63,10 +65,14 @@ class WorkbookLab(LabServerApp):
         base = self.serverapp.base_url
         # JupyterLab's MathJax 2 extension loads fullMathjaxUrl (jupyterlab_server defaults it to a CDN)
         self.settings["mathjax_url"] = url_path_join(base, "mathjax", "MathJax.js")
-        self.settings["mathjax_config"] = "TeX-AMS_HTML-full,Safe"
+        # CommonHTML output; local/workbook (static/components/MathJax/config/local/workbook.js)
+        # drops MathJax's pauses between its phases
+        self.settings["mathjax_config"] = "TeX-AMS_CHTML-full,Safe,local/workbook"
 
     def initialize_handlers(self):
         super().initialize_handlers()
+        # the first matching handler serves: the project's MathJax settings before Debian's tree
+        self.handlers.append((r"/mathjax/config/local/(workbook\.js)", StaticFileHandler, {"path": MATHJAX_LOCAL}))
         self.handlers.append((r"/mathjax/(.*)", StaticFileHandler, {"path": MATHJAX_DIR}))
 
 

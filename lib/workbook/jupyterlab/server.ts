@@ -23,6 +23,16 @@ export function labDir(root: string = projectRoot()): string {
   return path.join(root, 'lib', 'workbook', 'jupyterlab');
 }
 
+/**
+ * The classic notebook's MathJax settings, as its command-line options: CommonHTML output and the
+ * project's local/workbook config (static/components/MathJax/config/local/workbook.js, which drops
+ * MathJax's pauses between phases), found through an extra static path searched before the notebook's
+ * own static files. JupyterLab gets the same from serve.py.
+ */
+export function classicMathJaxArgs(root: string = projectRoot()): string[] {
+  return [`--NotebookApp.extra_static_paths=${JSON.stringify([path.join(labDir(root), 'static')])}`, '--NotebookApp.mathjax_config=TeX-AMS_CHTML-full,Safe,local/workbook'];
+}
+
 /** How to get the Python side of the project's JupyterLab on Debian/Ubuntu (printed when it is missing). */
 export const LAB_SERVER_INSTALL_HINT = 'sudo apt-get install python3-jupyterlab-server python3-jupyter-server libjs-mathjax';
 
@@ -188,7 +198,7 @@ export async function startJupyter(frontEnd: 'JupyterLab' | 'classic notebook', 
   const args =
     frontEnd === 'JupyterLab'
       ? [path.join(labDir(root), 'serve.py'), buildModule(root).outDir(variant), `--ServerApp.root_dir=${rootDir}`, `--ServerApp.token=${token}`, '--ServerApp.port_retries=0', ...(options.startsKernel === false ? ['--WorkbookLab.notebook_starts_kernel=False'] : []), ...common]
-      : ['-m', 'notebook', `--NotebookApp.notebook_dir=${rootDir}`, `--NotebookApp.token=${token}`, '--NotebookApp.port_retries=0', ...common];
+      : ['-m', 'notebook', ...classicMathJaxArgs(root), `--NotebookApp.notebook_dir=${rootDir}`, `--NotebookApp.token=${token}`, '--NotebookApp.port_retries=0', ...common];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp',

@@ -46,7 +46,7 @@ async function waitIdle(page: Page, timeoutMs: number): Promise<void> {
       return (window as unknown as { __ddpmSteady: (k: string, c: boolean, ms: number) => boolean }).__ddpmSteady('classic idle', idle, 500);
     },
     null,
-    { timeout: timeoutMs, polling: 100 },
+    { timeout: timeoutMs, polling: 250 },
   );
 }
 

@@ -13,6 +13,8 @@ import { NotebookRun, describeFailure, errorLine, lateCheckFailure } from '../li
 import { planLab } from '../lib/workbook/lab';
 import { parseArgs } from '../lib/workbook/notebooks';
 import { spawnSync } from 'child_process';
+import { UNetDenoiser, loadMnist, namedSchedule, saveCheckpoint, train, useBestBackend } from '../lib';
+import { useCpu } from './support';
 import { BUILD_TIMEOUT_MS, FAILING_CELL, FAILING_FIXTURE, FIXTURES, kernelWorkbookRuns, quickWorkbook, tempDir, wantKernelPass } from './fixtures/quick-workbook';
 
 const root = projectRoot();
@@ -114,6 +116,49 @@ describe('the workbook notebooks', function () {
       const first = plots[0].output_type === 'display_data' ? plots[0].data : {};
       expect(first['text/plain']).to.match(/^Plotly figure "abar_t": 1 trace \(scatter\), \d+ points$/);
       expect(nb.cells.filter((c) => c.cell_type === 'code').map((c) => c.execution_count)).to.deep.equal([1, 2, 3, 4]);
+    });
+
+    it('07_mnist samples a run of ddpm train named by DDPM_MNIST_RUN instead of training, saying so; it refuses a run that is not an MNIST U-Net before sampling', async function () {
+      const mnist = path.join(root, 'notebooks', '07_mnist.ipynb');
+      if (!fs.existsSync(mnist)) this.skip();
+      const dir = tempDir('ddpm-07-run-');
+      // two runs saved the way `ddpm train` saves one (onCheckpoint -> saveCheckpoint), each what quick mode
+      // itself trains (the tiny U-Net, 10 steps of 8 digits at lr 1e-2, T = 50), so that its checks apply
+      const saveRun = async (out: string, data: string, steps: number) => {
+        const model = new UNetDenoiser({ baseChannels: 8, channelMults: [1], numResBlocks: 1, attention: false, groups: 4, seed: 3 });
+        const schedule = namedSchedule('linear', 50);
+        const { images } = loadMnist({ split: 'train', limit: 8 });
+        try {
+          await train({
+            model, schedule, data: images, steps, batchSize: 8, lr: 1e-2, seed: 1, emaDecay: 0.5,
+            onCheckpoint: (c) => saveCheckpoint(out, { model, ema: c.ema, optimizer: c.optimizer, schedule, step: c.step, seed: 1, rngState: c.rngState, losses: c.losses, skipped: c.skipped, train: { data, batch: 8, lr: 1e-2, conditional: false } }).then(() => undefined),
+          });
+        } finally {
+          images.dispose();
+          model.dispose();
+        }
+      };
+      const good = path.join(dir, 'mnist-run');
+      const wrong = path.join(dir, 'moons-run');
+      // on wasm, as the notebook trains (the plain-JavaScript cpu backend takes minutes for these convolutions)
+      await useBestBackend({ prefer: 'wasm' });
+      try {
+        await saveRun(good, 'mnist', 10);
+        await saveRun(wrong, 'moons', 1); // refused before it is used: one step is enough
+      } finally {
+        await useCpu();
+      }
+      const loaded = await runInProcess(mnist, { mode: 'quick', executed: path.join(dir, 'loaded.ipynb'), env: { DDPM_MNIST_RUN: good } });
+      expect(loaded.ok, describeFailure(loaded)).to.equal(true);
+      const text = allText(readNotebook(loaded.executed));
+      expect(text).to.include(`loaded ${good} (not trained here): 10 steps of 8 digits, lr 0.01, by ddpm train on wasm`).and.include('sampling with its EMA weights');
+      expect(text, 'nothing trained in the notebook').to.not.match(/^trained \d+ steps/m);
+      expect(loaded.checks.map((c) => c.description), 'the training checks are not made for a loaded run').to.not.include('every training loss is finite');
+      expect(loaded.checks.map((c) => c.description)).to.include('DDIM samples are finite and in [-1, 1]');
+      const refused = await runInProcess(mnist, { mode: 'quick', executed: path.join(dir, 'refused.ipynb'), env: { DDPM_MNIST_RUN: wrong } });
+      expect(refused.ok).to.equal(false);
+      expect(refused.failure?.message).to.include(`DDPM_MNIST_RUN must be a run of ddpm train --data mnist --model unet (unconditional), got ${wrong}: trained on "moons"`);
+      expect(refused.failure?.firstLine, 'refused in the cell that loads it').to.match(/run of DDPM_MNIST_RUN/);
     });
 
     for (const file of notebooks) {

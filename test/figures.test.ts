@@ -158,6 +158,24 @@ describe('figure helpers (lib/workbook/figures.ts)', () => {
     expect(f.layout).to.deep.include({ xaxis: { title: { text: 'step' }, range: [0, 100] }, yaxis: { title: { text: 'simple loss' }, type: 'log' } });
     expect(live.steps).to.deep.equal([50, 100]);
     expect(() => liveLossPlot({ title: 'x', steps: 0 })).to.throw('liveLossPlot: steps must be an integer >= 1, got 0');
+    expect(() => liveLossPlot({ title: 'x', steps: 5, minRedrawSeconds: -1 })).to.throw('liveLossPlot: minRedrawSeconds must be a number >= 0, got -1');
+  });
+
+  it('liveLossPlot redraws at most once per minRedrawSeconds of training; the reports in between are drawn with the next redraw and by finish', () => {
+    let live!: ReturnType<typeof liveLossPlot>;
+    const report = (step: number, elapsedSeconds: number) => live.onProgress({ step, steps: 6, loss: 1 / step, stepsPerSecond: 10, elapsedSeconds });
+    const messages = displayed(() => {
+      live = liveLossPlot({ title: 'Fast', steps: 6 });
+      report(1, 0.1); // the first report: drawn
+      report(2, 0.2);
+      report(3, 0.59); // 0.49 s after the last drawn: kept, not drawn
+      report(4, 0.6); // 0.5 s: drawn, with 2 and 3
+      report(5, 0.7);
+      live.finish({ seconds: 0.8 });
+    });
+    const xsDrawn = messages.map(([m]) => (m.data[PLOTLY_MIME] as { data: { x: number[] }[] }).data[0].x);
+    expect(xsDrawn).to.deep.equal([[], [1], [1, 2, 3, 4], [1, 2, 3, 4, 5]]);
+    expect(live.steps).to.deep.equal([1, 2, 3, 4, 5]);
   });
 
   it('lossCurveFigure draws each step and the running mean over the window', () => {

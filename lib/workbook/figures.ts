@@ -98,9 +98,12 @@ export function panelAxes(options: { count: number; range: [number, number]; row
 
 /** A live loss plot: pass onProgress to train(), call finish() after it. */
 export interface LiveLossPlot {
-  /** train()'s onProgress: records the report and redraws the curve with the step, loss and speed in the title. */
+  /**
+   * train()'s onProgress: records the report and redraws the curve with the step, loss and speed in
+   * the title: the first report, then one whose elapsedSeconds is minRedrawSeconds past the last drawn.
+   */
   onProgress(p: TrainProgress): void;
-  /** Redraws once more with the final title `${title}: ${steps} steps in ${seconds} s${note}`. */
+  /** Redraws once more, every report included, with the final title `${title}: ${steps} steps in ${seconds} s${note}`. */
   finish(run: { seconds: number }, note?: string): void;
   /** The figure as drawn last (for tests, or to plot it again). */
   figure(): Figure;
@@ -120,6 +123,12 @@ export interface LiveLossOptions {
   reference?: { y: number; name: string };
   yTitle?: string;
   height?: number;
+  /**
+   * Seconds of training (the reports' elapsedSeconds) between two redraws; reports in between are
+   * kept and drawn with the next one. Default 0.5: a fast run redraws a few times, not at every
+   * report (each redraw re-renders the whole figure in the reader's browser).
+   */
+  minRedrawSeconds?: number;
 }
 
 const rate = (stepsPerSecond: number) => (stepsPerSecond >= 10 ? stepsPerSecond.toFixed(0) : stepsPerSecond.toFixed(2));
@@ -132,6 +141,8 @@ export function liveLossPlot(options: LiveLossOptions): LiveLossPlot {
   const { title, steps } = options;
   if (typeof title !== 'string' || title.trim() === '') throw new Error(`liveLossPlot: title must be a non-empty string, got ${JSON.stringify(title)}`);
   if (!Number.isInteger(steps) || steps < 1) throw new Error(`liveLossPlot: steps must be an integer >= 1, got ${JSON.stringify(steps)}`);
+  const minRedraw = options.minRedrawSeconds ?? 0.5;
+  if (!(Number.isFinite(minRedraw) && minRedraw >= 0)) throw new Error(`liveLossPlot: minRedrawSeconds must be a number >= 0, got ${JSON.stringify(options.minRedrawSeconds)}`);
   const ref = options.reference;
   if (ref !== undefined && !Number.isFinite(ref.y)) throw new Error(`liveLossPlot: reference.y must be a finite number, got ${ref.y}`);
   const xs: number[] = [];
@@ -152,6 +163,8 @@ export function liveLossPlot(options: LiveLossOptions): LiveLossPlot {
   });
   current = build(`${title}: training...`);
   const handle = plot(current);
+  /** elapsedSeconds of the report drawn last (null: none yet). */
+  let drawnAt: number | null = null;
   const redraw = (text: string) => {
     current = build(text);
     handle.update(current);
@@ -160,6 +173,8 @@ export function liveLossPlot(options: LiveLossOptions): LiveLossPlot {
     onProgress(p: TrainProgress) {
       xs.push(p.step);
       ys.push(p.loss);
+      if (drawnAt !== null && p.elapsedSeconds - drawnAt < minRedraw) return;
+      drawnAt = p.elapsedSeconds;
       redraw(`${title}: step ${p.step} / ${p.steps}, loss ${p.loss.toFixed(4)}, ${rate(p.stepsPerSecond)} steps/s`);
     },
     finish(run: { seconds: number }, note = '') {

@@ -214,6 +214,23 @@ describe('the workbook notebooks', function () {
       expect(lateCheckFailure(nb, [elsewhere])).to.include({ cell: 4, codeCell: 3 });
     });
 
+    it('ensureBuilt rebuilds for a lib/ source newer than dist/, not for .ts files under a node_modules inside lib/ (the project\'s JupyterLab)', () => {
+      const fake = tempDir('ddpm-built-');
+      const write = (rel: string, ageSeconds: number) => {
+        fs.mkdirSync(path.dirname(path.join(fake, rel)), { recursive: true });
+        fs.writeFileSync(path.join(fake, rel), '');
+        const t = new Date(Date.now() - ageSeconds * 1000);
+        fs.utimesSync(path.join(fake, rel), t, t);
+      };
+      write('lib/index.ts', 300);
+      write('dist/lib/index.js', 200);
+      write('lib/workbook/jupyterlab/node_modules/pkg/src/a.ts', 100); // installed after the build
+      expect(ensureBuilt(fake), 'a package source under node_modules is not the library').to.equal(false);
+      write('lib/index.ts', 50);
+      // a stale build is rebuilt: here tsc finds no compiler in the fake checkout, and says the build failed
+      expect(() => ensureBuilt(fake)).to.throw(/npm run build failed/);
+    });
+
     it('errorLine picks what went wrong out of tslab\'s stderr', () => {
       expect(errorLine('/x/check.js:39\n    throw new Error(...)\n    ^\n\nError: a: expected 2 to equal 3\n    at fail')).to.equal('Error: a: expected 2 to equal 3');
       expect(errorLine('3:7 - Cannot find name \'x\'.\n')).to.equal("3:7 - Cannot find name 'x'.");

@@ -23,7 +23,9 @@ function newestMtime(dir: string, ext: string): number {
   if (!fs.existsSync(dir)) return newest;
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestMtime(p, ext));
+    // lib/workbook/jupyterlab/node_modules (the project's JupyterLab, installed after the build, with
+    // .ts sources in some packages) is not the library: tsc skips node_modules, and so does this walk
+    if (e.isDirectory()) newest = e.name === 'node_modules' ? newest : Math.max(newest, newestMtime(p, ext));
     else if (e.name.endsWith(ext) && !e.name.endsWith('.d.ts')) newest = Math.max(newest, fs.statSync(p).mtimeMs);
   }
   return newest;

@@ -5,8 +5,9 @@
  * text/html, which needs the signature), the chapter with the most figures in the build with it
  * (plotly's renderer is a safe one: it draws trusted or not). Read from the page's DOM: every Plotly
  * figure drew its data marks, every formula is typeset, no console error, and the notebook is
- * trusted (its text/html outputs kept their scripts). Negative control: the same notebook with its signature broken opens untrusted in the
- * build without the renderer, and its text/html plots do not draw.
+ * trusted (its text/html outputs kept their scripts). Negative control: the same notebook with its
+ * signature broken opens untrusted in the build without the renderer, and its text/html plots do not
+ * draw.
  */
 import * as fs from 'fs';
 import * as path from 'path';

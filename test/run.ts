@@ -41,7 +41,8 @@ export function testParts(dir: string = root): { notebooks: string[]; frontEnds:
 /** What one of the jobs did. */
 interface Job {
   name: string;
-  code: number | null;
+  /** Exit status; 128 when a signal ended it. */
+  code: number;
   seconds: number;
   output: string;
 }

@@ -104,7 +104,7 @@ def main():
     try:
         client.reset_execution_trackers()
         with contextlib.ExitStack() as stack:
-            # A kernel that never answers its first kernel_info (seen once in six full test runs on a
+            # A kernel that never answers its first kernel_info (seen once in seven full test runs on a
             # 2-core machine under full load: "Kernel didn't respond in 120 seconds", the kernel process
             # alive) is started afresh, once, before any cell ran; the result says so (startupRetries).
             # nbclient has already shut the silent kernel down when it raises.

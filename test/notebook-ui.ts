@@ -289,10 +289,13 @@ function installPageHelpers(plotSelector: string): void {
     const MJ = w.MathJax;
     const q = MJ?.Hub?.queue;
     const mathIdle = !root.querySelector(markdown) || (MJ?.isReady === true && q && q.pending === 0 && q.running === 0 && q.queue.length === 0);
-    const math = w.__ddpmMathView(root, markdown);
+    if (!mathIdle) return false;
     const figures = Array.from(root.querySelectorAll(plotSelector));
     const plotsDone = plotOutputs === null || (figures.length >= plotOutputs && figures.every((el) => el.querySelector('svg.main-svg') || /could not/.test(el.textContent ?? '')));
-    return mathIdle && math.raw.length === 0 && math.rendered >= math.sources && plotsDone;
+    if (!plotsDone) return false;
+    // last, as it copies every markdown cell: the math view (polled 4 times a second)
+    const math = w.__ddpmMathView(root, markdown);
+    return math.raw.length === 0 && math.rendered >= math.sources;
   };
   /** True once cond has held for ms without a break (the caller polls); key names the condition. */
   w.__ddpmSteady = (key: string, cond: boolean, ms: number) => {

@@ -573,9 +573,10 @@ ls -a '${runDir}'
     expect(cliPng.equals(await grid(false)), 'clipping changes these samples').to.equal(false);
     // The judge's report of eval: 4 digits sampled like `sample --n 4` (DDPM, clipped), scored beside
     // references of the same size; the JSON carries the same numbers as the library's judgeDigits.
-    const j = await run(['eval', '--run', dir, '--n', '2', '--judge', '4', '--json', '--backend', 'cpu']);
+    const j = await run(['eval', '--run', dir, '--n', '2', '--judge', '4', '--json', '--quiet', '--backend', 'cpu']);
     expect(j.code, j.stderr).to.equal(0);
-    const judged = JSON.parse(j.stdout.trim().split('\n').pop()!).judge;
+    // --json --quiet: stdout is the JSON and nothing else (a pipe into a JSON reader)
+    const judged = JSON.parse(j.stdout).judge;
     expect([judged.samples.n, judged.references.real.n, judged.references.noise.n]).to.deep.equal([4, 4, 4]);
     const { x0: four } = await sampleDDPM(loaded.ema!, loaded.schedule, [4, 28, 28, 1], { seed: chunkSeed(0, 0), clipX0: true });
     const direct = await judgeDigits(four as tf.Tensor4D, { seed: 0 });

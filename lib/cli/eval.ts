@@ -67,9 +67,11 @@ export async function cmdEval(v: Values, io: CliIO): Promise<number> {
       try {
         const n = images.shape[0];
         const plan = planChunks(n, await bytesPerSample(model, images.shape.slice(1)), CHUNK_BUDGET_BYTES, chunkFlag);
-        io.out.write(
-          `bits/dim of ${n} held-out digits (the discretised ELBO: ${T} model evaluations${plan.count > 1 ? ` for each of ${plan.count} batches of ${plan.size}` : ''}) with the ${which} weights\n`,
-        );
+        if (!v.json) {
+          io.out.write(
+            `bits/dim of ${n} held-out digits (the discretised ELBO: ${T} model evaluations${plan.count > 1 ? ` for each of ${plan.count} batches of ${plan.size}` : ''}) with the ${which} weights\n`,
+          );
+        }
         const bar = v.quiet ? null : new Progress('eval', T * plan.count, io.out as NodeJS.WriteStream);
         let calls = 0;
         const counted = counting(model, () => bar?.update(Math.min(++calls, T * plan.count)));

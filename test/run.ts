@@ -80,7 +80,11 @@ export function mochaCounts(output: string): { passing: number; pending: number;
   return { passing: n('passing'), pending: n('pending'), failing: n('failing') };
 }
 
-const minutes = (s: number) => `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+/** Whole seconds as "M min S s" (rounded first: 659.6 s is 11 min 0 s, never 10 min 60 s). */
+const minutes = (s: number) => {
+  const r = Math.round(s);
+  return `${Math.floor(r / 60)} min ${r % 60} s`;
+};
 
 async function main(): Promise<void> {
   const extra = process.argv.slice(2);

@@ -55,13 +55,16 @@ function run(name: string, width: number, command: string, args: string[]): Prom
     const child = spawn(command, args, { cwd: root, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     const pending = { stdout: '', stderr: '' };
-    const take = (stream: 'stdout' | 'stderr') => (b: Buffer) => {
-      const text = pending[stream] + b.toString();
-      output += b.toString();
+    const take = (stream: 'stdout' | 'stderr') => (chunk: string) => {
+      const text = pending[stream] + chunk;
+      output += chunk;
       const lines = text.split('\n');
       pending[stream] = lines.pop()!;
       if (lines.length) process[stream].write(lines.map((l) => tag + l).join('\n') + '\n');
     };
+    // decoded as UTF-8 by the streams themselves: a chunk can end inside a character (mocha's ✔)
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
     child.stdout.on('data', take('stdout'));
     child.stderr.on('data', take('stderr'));
     child.on('error', (e) => {

@@ -11,7 +11,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { JupyterServer, startJupyter } from '../lib/workbook/jupyterlab/server';
 import { ensureBuilt, projectRoot, workbookNotebooks } from '../lib/workbook/runners/project';
 import { BUILD_TIMEOUT_MS, FAILING_FIXTURE } from './fixtures/quick-workbook';
-import { CellView, FrontEndSelectors, MathView, OutputJson, expectCleanRun, expectFailingFixtureRun, launchUiBrowser, projectErrors, requireFrontEnd, since, uiRoot, shutdownKernels, waitSettled, watchConsole } from './notebook-ui';
+import { CellView, FrontEndSelectors, MathView, OutputJson, POLL_MS, expectCleanRun, expectFailingFixtureRun, launchUiBrowser, projectErrors, requireFrontEnd, since, uiRoot, shutdownKernels, waitSettled, watchConsole } from './notebook-ui';
 
 const root = projectRoot();
 /** Per notebook: quick mode takes 10-60 s through a kernel on the 2-core machine (README); this bounds a stuck one. */
@@ -26,7 +26,7 @@ async function openClassic(context: BrowserContext, server: JupyterServer, rel: 
     const J = (window as unknown as { Jupyter?: any }).Jupyter;
     // info_reply is the kernel_info reply's content, there once the kernel answered
     return J?.notebook?._fully_loaded && J.notebook.kernel?.info_reply?.protocol_version && document.querySelector('#kernel_indicator_icon')?.classList.contains('kernel_idle_icon');
-  }, null, { timeout: 120_000, polling: 250 });
+  }, null, { timeout: 120_000, polling: POLL_MS });
   const kernel = await page.evaluate(() => {
     const J = (window as unknown as { Jupyter: any }).Jupyter;
     // the copy is temporary, but a save would still rewrite it under the run: none
@@ -46,7 +46,7 @@ async function waitIdle(page: Page, timeoutMs: number): Promise<void> {
       return (window as unknown as { __ddpmSteady: (k: string, c: boolean, ms: number) => boolean }).__ddpmSteady('classic idle', idle, 500);
     },
     null,
-    { timeout: timeoutMs, polling: 250 },
+    { timeout: timeoutMs, polling: POLL_MS },
   );
 }
 

@@ -196,6 +196,9 @@ export interface FrontEndSelectors {
   markdown: string;
 }
 
+/** How often the waits poll the page, in ms: each poll runs in the page's renderer, beside the work it waits for. */
+export const POLL_MS = 250;
+
 /** Plotly figures as either front end shows them: plotly's mime renderer, or our text/html (lib/workbook/plot.ts). */
 const PLOT_SELECTOR = '.jp-RenderedPlotly, .ddpm-plot';
 
@@ -317,7 +320,7 @@ const PAGE_HELPERS_SRC = `(${installPageHelpers.toString()})(${JSON.stringify(PL
  */
 export async function waitSettled(page: Page, root: string, markdown: string, plotOutputs: number | null, timeoutMs = 90_000): Promise<void> {
   await page
-    .waitForFunction(([r, md, n]) => (window as any).__ddpmSettled(document.querySelector(r as string), md, n), [root, markdown, plotOutputs] as const, { timeout: timeoutMs, polling: 250 })
+    .waitForFunction(([r, md, n]) => (window as any).__ddpmSettled(document.querySelector(r as string), md, n), [root, markdown, plotOutputs] as const, { timeout: timeoutMs, polling: POLL_MS })
     .catch(() => undefined);
 }
 
@@ -422,7 +425,7 @@ export async function waitIdleInLab(lab: LabPage, timeoutMs: number): Promise<vo
       return w.__ddpmSteady('lab idle', !busy && panel.sessionContext.session?.kernel?.status === 'idle', 500);
     },
     null,
-    { timeout: timeoutMs, polling: 250 },
+    { timeout: timeoutMs, polling: POLL_MS },
   );
 }
 

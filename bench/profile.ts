@@ -11,14 +11,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  ConvGradRoute,
+  ConvRoute,
   GROUP_NORM_SILU,
   GROUP_NORM_SILU_GRAD,
   UNetDenoiser,
   createOptimizer,
   linearSchedule,
   registerGroupNormKernels,
-  setConvGradRoute,
+  setConvRoute,
   simpleLossUnchecked,
   useBestBackend,
 } from '../lib';
@@ -29,12 +29,12 @@ async function main(): Promise<void> {
   const abAt = args.indexOf('--ab');
   const ab = abAt >= 0 ? Number(args[abAt + 1]) : 0;
   const routeAt = args.indexOf('--route');
-  const route = (routeAt >= 0 ? args[routeAt + 1] : 'auto') as ConvGradRoute;
+  const route = (routeAt >= 0 ? args[routeAt + 1] : 'auto') as ConvRoute;
   const stepsAt = args.indexOf('--steps');
   const steps = stepsAt >= 0 ? Number(args[stepsAt + 1]) : 0;
   const batch = Number(args.find((a, i) => /^\d+$/.test(a) && !['--ab', '--steps'].includes(args[i - 1])) ?? 32);
   await useBestBackend({ prefer: 'wasm' });
-  setConvGradRoute(route);
+  setConvRoute(route);
   // --model mnist: the library's default (MNIST) U-Net, the bench's unet workload, instead of notebook 07's cpu size.
   const mnist = args.includes('--model') && args[args.indexOf('--model') + 1] === 'mnist';
   const model = mnist ? new UNetDenoiser({ seed: 0 }) : new UNetDenoiser({ baseChannels: 16, channelMults: [1, 2], attention: false, groups: 8, seed: 0 });

@@ -1,11 +1,13 @@
 /**
- * The wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c, loaded by conv-simd.ts and
- * taken by wasm.ts's Conv2DBackpropFilter): the committed module is what clang-14 builds from the C
- * source; the module writes dW and not one other byte of the memory it shares with tfjs; and its dW
- * matches an independent float64 sum and the cpu backend's kernel on random shapes (odd sizes,
- * channel counts with and without a multiple of 4, strides 1 and 2, same and valid padding).
+ * The wasm SIMD convolution (lib/runtime/kernels/c/conv2d.c, loaded by simd.ts and taken by
+ * wasm.ts's Conv2D, Conv2DBackpropFilter and Conv2DBackpropInput): the committed module is what
+ * clang-14 builds from the C sources; the module writes its output and not one other byte of the
+ * memory it shares with tfjs; and y, dW and dx match an independent float64 sum and the cpu
+ * backend's kernels on random shapes (odd sizes, channel counts with and without a multiple of 4,
+ * strides 1 and 2, same and valid padding).
  *
- * Tolerance: dW[i, j, ci, co] is a sum of N = batch outH outW products in float32. Summed in any
+ * Tolerance: dW[i, j, ci, co] is a sum of N = batch outH outW products in float32 (y and dx: of
+ * N = kh kw inC and kh kw outC). Summed in any
  * order, |fl(sum) - sum| <= gamma_{N+1} sum |x dy| with gamma_n = n u / (1 - n u), u = 2^-24 (the
  * +1 for the rounding of each product); the float64 reference is exact to far below that.
  */
@@ -14,8 +16,9 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { useBestBackend } from '../lib';
-import { CONV_SIMD_WASM_BASE64 } from '../lib/runtime/kernels/conv-simd-wasm';
-import { setConvGradRoute } from '../lib/runtime/kernels/wasm';
+import { SIMD_WASM_BASE64 } from '../lib/runtime/kernels/simd-wasm';
+import { simdCalls } from '../lib/runtime/kernels/simd';
+import { setConvRoute } from '../lib/runtime/kernels/wasm';
 import { useCpu } from './support';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -114,6 +117,19 @@ function referenceDx(c: Case, dy: Float32Array, w: Float32Array): { dw: Float64A
   return { dw: dx, mag, terms: kh * kw * c.outC };
 }
 
+/** y by the definition, in float64, with sum |x w| per entry, for filter [kh, kw, inC, outC]. */
+function referenceY(c: Case, x: Float32Array, w: Float32Array): { dw: Float64Array; mag: Float64Array; terms: number } {
+  const { outH, outW } = geometry(c);
+  const y = new Float64Array(c.x[0] * outH * outW * c.outC);
+  const mag = new Float64Array(y.length);
+  forEachProduct(c, (xAt, yAt, wAt) => {
+    const p = x[xAt] * w[wAt];
+    y[yAt] += p;
+    mag[yAt] += Math.abs(p);
+  });
+  return { dw: y, mag, terms: c.k[0] * c.k[1] * c.x[3] };
+}
+
 function expectWithinRounding(actual: ArrayLike<number>, ref: { dw: Float64Array; mag: Float64Array; terms: number }, what: string): void {
   const n = ref.terms + 1;
   const gamma = (n * U) / (1 - n * U);
@@ -138,6 +154,22 @@ function filterGrad(c: Case, x: Float32Array, dy: Float32Array): Float32Array {
       filterShape: [c.k[0], c.k[1], c.x[3], c.outC],
     } as never) as tf.Tensor;
     return dw.dataSync() as Float32Array;
+  });
+}
+
+/** Conv2D (the forward pass) on the current backend. */
+function convForward(c: Case, x: Float32Array, w: Float32Array): Float32Array {
+  return tf.tidy(() => {
+    const xt = tf.tensor4d(x, c.x);
+    const wt = tf.tensor4d(w, [c.k[0], c.k[1], c.x[3], c.outC]);
+    const y = tf.engine().runKernel('Conv2D', { x: xt, filter: wt }, {
+      strides: c.stride,
+      pad: c.pad,
+      dataFormat: 'NHWC',
+      dilations: [1, 1],
+      dimRoundingMode: undefined,
+    } as never) as tf.Tensor;
+    return y.dataSync() as Float32Array;
   });
 }
 
@@ -179,15 +211,15 @@ function randomCases(count: number, seed: number): Case[] {
 
 const name = (c: Case) => `x [${c.x}], filter ${c.k.join('x')} to ${c.outC} channels, stride [${c.stride}], ${c.pad}`;
 
-describe('wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c)', function () {
+describe('wasm SIMD convolution and its gradients (lib/runtime/kernels/c/conv2d.c)', function () {
   this.timeout(120000);
 
   after(async () => {
-    setConvGradRoute('auto');
+    setConvRoute('auto');
     await useCpu();
   });
 
-  it('the committed module (conv-simd-wasm.ts) is byte for byte what clang-14 builds from the C source', function () {
+  it('the committed module (simd-wasm.ts) is byte for byte what clang-14 builds from the C sources', function () {
     const missing = ['clang-14', 'wasm-ld-14', 'llvm-objdump-14'].filter((tool) => spawnSync(tool, ['--version']).status !== 0);
     if (missing.length > 0) {
       if (process.env.CI === 'true') throw new Error(`under CI this must run, but ${missing.join(', ')} missing: apt-get install -y clang-14 lld-14 llvm-14`);
@@ -198,7 +230,7 @@ describe('wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c)', func
   });
 
   it('imports only a memory, and writes dW and not one other byte of it (no stack, no data): checked on a memory of its own', () => {
-    const bytes = Buffer.from(CONV_SIMD_WASM_BASE64, 'base64');
+    const bytes = Buffer.from(SIMD_WASM_BASE64, 'base64');
     const mod = new WebAssembly.Module(bytes);
     expect(WebAssembly.Module.imports(mod).map((i) => `${i.module}.${i.name}:${i.kind}`)).to.deep.equal(['env.memory:memory']);
     for (const c of [
@@ -236,7 +268,7 @@ describe('wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c)', func
   });
 
   it('the input gradient writes dx and its scratch and not one other byte of the memory; it declines inC not a multiple of 4', () => {
-    const mod = new WebAssembly.Module(Buffer.from(CONV_SIMD_WASM_BASE64, 'base64'));
+    const mod = new WebAssembly.Module(Buffer.from(SIMD_WASM_BASE64, 'base64'));
     for (const c of [
       { x: [2, 7, 11, 8], k: [3, 3], outC: 5, stride: [1, 1], pad: 'same' },
       { x: [1, 9, 6, 12], k: [3, 3], outC: 4, stride: [2, 2], pad: 'same' },
@@ -271,6 +303,79 @@ describe('wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c)', func
     }
   });
 
+  it('the forward pass writes y and not one other byte of the memory; it declines outC not a multiple of 4', () => {
+    const mod = new WebAssembly.Module(Buffer.from(SIMD_WASM_BASE64, 'base64'));
+    for (const c of [
+      { x: [2, 7, 11, 5], k: [3, 3], outC: 8, stride: [1, 1], pad: 'same' },
+      { x: [1, 9, 6, 3], k: [3, 3], outC: 12, stride: [2, 2], pad: 'same' },
+    ] as Case[]) {
+      const memory = new WebAssembly.Memory({ initial: 4 });
+      const heap = new Uint8Array(memory.buffer);
+      heap.fill(0x3c);
+      const { outH, outW, top, left } = geometry(c);
+      const r = rng(13);
+      const x = fill(c.x.reduce((a, b) => a * b, 1), r);
+      const w = fill(c.k[0] * c.k[1] * c.x[3] * c.outC, r);
+      const yLen = c.x[0] * outH * outW * c.outC;
+      const xAt = 65536 + 16;
+      const wAt = xAt + x.byteLength + 48;
+      const yAt = wAt + w.byteLength + 32;
+      new Float32Array(memory.buffer, xAt, x.length).set(x);
+      new Float32Array(memory.buffer, wAt, w.length).set(w);
+      const before = heap.slice();
+      const fn = new WebAssembly.Instance(mod, { env: { memory } }).exports.conv2d_forward as (...a: number[]) => number;
+      expect(fn(xAt, wAt, yAt, c.x[0], c.x[1], c.x[2], c.x[3], outH, outW, c.outC, c.k[0], c.k[1], c.stride[0], c.stride[1], top, left), 'return code').to.equal(0);
+      const after = new Uint8Array(memory.buffer);
+      let changedOutside = 0;
+      for (let i = 0; i < after.length; i++) if ((i < yAt || i >= yAt + 4 * yLen) && after[i] !== before[i]) changedOutside++;
+      expect(changedOutside, `bytes written outside y (${name(c)})`).to.equal(0);
+      expectWithinRounding(new Float32Array(memory.buffer, yAt, yLen), referenceY(c, x, w), `y of ${name(c)}`);
+      const snapshot = after.slice();
+      expect(fn(xAt, wAt, yAt, 1, 3, 3, 3, 3, 3, 5, 3, 3, 1, 1, 1, 1), 'return code for 5 output channels').to.equal(1);
+      expect(Buffer.from(new Uint8Array(memory.buffer)).equals(Buffer.from(snapshot)), 'memory untouched after declining').to.equal(true);
+    }
+  });
+
+  // y: outC a multiple of 4 takes the SIMD kernel, any other outC the package's XNNPACK Conv2D; widths that give blocks of four and edge pixels.
+  const yCases: Case[] = [
+    { x: [2, 28, 28, 1], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' },
+    { x: [2, 28, 28, 16], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' },
+    { x: [2, 28, 28, 16], k: [3, 3], outC: 16, stride: [2, 2], pad: 'same' },
+    { x: [2, 14, 14, 48], k: [3, 3], outC: 32, stride: [1, 1], pad: 'same' },
+    { x: [2, 14, 14, 64], k: [1, 1], outC: 32, stride: [1, 1], pad: 'same' },
+    { x: [2, 28, 28, 16], k: [3, 3], outC: 1, stride: [1, 1], pad: 'same' },
+    ...randomCases(14, 4242).map((c) => ({ ...c, outC: c.outC % 4 === 0 ? c.outC : c.x[3] % 3 === 0 ? c.outC : 4 * Math.ceil(c.outC / 4), x: [c.x[0], c.x[1], c.x[2] + 3, c.x[3]] as Case['x'] })),
+  ];
+  for (const c of yCases) {
+    it(`y matches the float64 sum and the cpu backend (${c.outC % 4 === 0 ? 'SIMD' : 'XNNPACK'}): ${name(c)}`, async () => {
+      const r = rng(c.x.reduce((a, b) => a * 13 + b, c.outC + c.stride[1]));
+      const x = fill(c.x.reduce((a, b) => a * b, 1), r);
+      const w = fill(c.k[0] * c.k[1] * c.x[3] * c.outC, r);
+      const ref = referenceY(c, x, w);
+      await useCpu();
+      const cpu = convForward(c, x, w);
+      await useBestBackend({ prefer: 'wasm' });
+      const tensors = tf.memory().numTensors;
+      const buffers = tf.backend().numDataIds();
+      const ran = simdCalls().conv2d_forward;
+      const simd = convForward(c, x, w);
+      expect(simdCalls().conv2d_forward - ran, 'SIMD forward kernel calls').to.equal(c.outC % 4 === 0 ? 1 : 0);
+      expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
+      expect(tf.backend().numDataIds(), 'wasm buffers left behind').to.equal(buffers);
+      expectWithinRounding(simd, ref, 'wasm y');
+      expectWithinRounding(cpu, ref, 'cpu y');
+      // forced to the package's kernel: within rounding too, and the SIMD kernel not called
+      setConvRoute('xnnpack');
+      try {
+        const before = simdCalls().conv2d_forward;
+        expectWithinRounding(convForward(c, x, w), ref, 'wasm y, XNNPACK route');
+        expect(simdCalls().conv2d_forward, 'SIMD calls on the XNNPACK route').to.equal(before);
+      } finally {
+        setConvRoute('auto');
+      }
+    });
+  }
+
   // The U-Net's own shapes (batch cut to 2) and the channel tails of both paths, then random ones.
   const fixed: Case[] = [
     { x: [2, 28, 28, 1], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' },
@@ -292,13 +397,13 @@ describe('wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c)', func
       await useCpu();
       const cpu = filterGrad(c, x, dy);
       await useBestBackend({ prefer: 'wasm' });
-      setConvGradRoute('simd');
+      setConvRoute('simd');
       const tensors = tf.memory().numTensors;
       const buffers = tf.backend().numDataIds();
       const simd = filterGrad(c, x, dy);
       expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
       expect(tf.backend().numDataIds(), 'wasm buffers left behind').to.equal(buffers);
-      setConvGradRoute('auto');
+      setConvRoute('auto');
       expectWithinRounding(simd, ref, 'wasm SIMD dW');
       expectWithinRounding(cpu, ref, 'cpu dW');
     });
@@ -323,13 +428,13 @@ describe('wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c)', func
       await useCpu();
       const cpu = inputGrad(c, dy, w);
       await useBestBackend({ prefer: 'wasm' });
-      setConvGradRoute('simd');
+      setConvRoute('simd');
       const tensors = tf.memory().numTensors;
       const buffers = tf.backend().numDataIds();
       const simd = inputGrad(c, dy, w);
       expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
       expect(tf.backend().numDataIds(), 'wasm buffers left behind (the scratch included)').to.equal(buffers);
-      setConvGradRoute('auto');
+      setConvRoute('auto');
       expectWithinRounding(simd, ref, 'wasm SIMD dx');
       expectWithinRounding(cpu, ref, 'cpu dx');
     });
@@ -352,16 +457,16 @@ describe('wasm SIMD filter gradient (lib/runtime/kernels/c/conv2d_grad.c)', func
       expect(count({ x: [2, 8, 8, 16], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' }), '16 -> 16').to.equal(0);
       expect(count({ x: [2, 8, 8, 16], k: [3, 3], outC: 1, stride: [1, 1], pad: 'same' }), '16 -> 1').to.equal(0);
       expect(count({ x: [2, 8, 8, 3], k: [3, 3], outC: 5, stride: [1, 1], pad: 'same' }), '3 -> 5').to.equal(3);
-      setConvGradRoute('xnnpack');
+      setConvRoute('xnnpack');
       expect(count({ x: [2, 8, 8, 16], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' }), '16 -> 16 forced to XNNPACK').to.equal(3);
     } finally {
-      setConvGradRoute('auto');
+      setConvRoute('auto');
       tf.unregisterKernel('Transpose', 'wasm');
       tf.registerKernel(transpose);
     }
   });
 
-  it('setConvGradRoute rejects an unknown route, naming it and the valid ones', () => {
-    expect(() => setConvGradRoute('fast' as never)).to.throw(/route must be 'auto', 'simd' or 'xnnpack', got 'fast'/);
+  it('setConvRoute rejects an unknown route, naming it and the valid ones', () => {
+    expect(() => setConvRoute('fast' as never)).to.throw(/route must be 'auto', 'simd' or 'xnnpack', got 'fast'/);
   });
 });

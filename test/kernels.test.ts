@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { UNetDenoiser, linearSchedule, useBestBackend } from '../lib';
 import { groupNormSilu } from '../lib/models/layers';
-import { GROUP_NORM_SILU, GROUP_NORM_SILU_GRAD } from '../lib/runtime/kernels';
+import { GROUP_NORM_SILU, GROUP_NORM_SILU_GRAD, setGroupNormRoute, simdCalls } from '../lib/runtime/kernels';
 import { simpleLossUnchecked } from '../lib/diffusion/loss';
 import { expectClose, useCpu } from './support';
 
@@ -325,6 +325,9 @@ const NORM_CASES: NormCase[] = [
   { x: [2, 3, 3, 4], groups: 4, bias: false, offset: 0 },
   { x: [2, 3, 3, 4], groups: 2, bias: true, offset: 0 },
   { x: [2, 6, 6, 16], groups: 8, bias: true, offset: 50 },
+  // More pixels than the SIMD kernel's float32 block (64): a full block and a partial one, 200 terms a group.
+  { x: [1, 10, 10, 8], groups: 4, bias: true, offset: 0 },
+  { x: [2, 10, 10, 12], groups: 6, bias: true, offset: 50 },
 ];
 
 /** y and the gradients of sum(y dy) in x, bias, gamma and beta for a fixed, non-constant dy. */
@@ -374,27 +377,43 @@ describe('fused GroupNorm-SiLU kernels (lib/runtime/kernels/groupnorm.ts) agains
     expect(cpu, 'the unfused ops on cpu').to.include('Mean');
   });
 
-  for (const c of NORM_CASES) {
-    it(`forward and the gradients in x, bias, gamma, beta match cpu: x [${c.x}], ${c.groups} groups, ${c.bias ? 'with' : 'without'} bias, offset ${c.offset}`, async () => {
-      const cpu = await on('cpu', () => normGrads(c));
-      await on('wasm', () => undefined);
-      const tensors = tf.memory().numTensors;
-      const buffers = backendBuffers();
-      const wasm = await on('wasm', () => normGrads(c));
-      expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
-      expect(backendBuffers(), 'wasm buffers left behind').to.equal(buffers);
-      // cpu's float32 moments and gradient sums run over up to N H W C / G = 216 terms, each with
-      // relative rounding 6e-8, and x's offset of 50 costs log2(50) ~ 6 bits more in z - mean on
-      // cpu: 1e-5 of each output's largest entry (times 64 with the offset) covers both.
-      const rel = (c.offset > 0 ? 64 : 1) * 1e-5;
-      for (const key of ['y', 'dx', 'dbias', 'dgamma', 'dbeta'] as const) {
-        if (key === 'dbias' && !c.bias) continue;
-        const scale = Math.max(...Array.from(cpu[key], Math.abs));
-        expect(scale, `${key} is not trivially zero`).to.be.greaterThan(1e-3);
-        expectClose(wasm[key], cpu[key], rel * scale, 0, key);
-      }
-    });
+  for (const route of ['auto', 'js'] as const) {
+    for (const c of NORM_CASES) {
+      const simd = route === 'auto' && c.x[3] % 4 === 0;
+      it(`forward and the gradients in x, bias, gamma, beta match cpu (${simd ? 'wasm SIMD' : 'JavaScript'}): x [${c.x}], ${c.groups} groups, ${c.bias ? 'with' : 'without'} bias, offset ${c.offset}`, async () => {
+        const cpu = await on('cpu', () => normGrads(c));
+        await on('wasm', () => undefined);
+        const tensors = tf.memory().numTensors;
+        const buffers = backendBuffers();
+        const before = setGroupNormRoute(route);
+        const calls = simdCalls();
+        let wasm: ReturnType<typeof normGrads>;
+        try {
+          wasm = await on('wasm', () => normGrads(c));
+        } finally {
+          setGroupNormRoute(before);
+        }
+        const now = simdCalls();
+        expect([now.group_norm_silu - calls.group_norm_silu, now.group_norm_silu_grad - calls.group_norm_silu_grad], 'SIMD GroupNorm calls (forward, backward)').to.deep.equal(simd ? [2, 1] : [0, 0]);
+        expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
+        expect(backendBuffers(), 'wasm buffers left behind').to.equal(buffers);
+        // cpu's float32 moments and gradient sums run over up to N H W C / G = 216 terms, each with
+        // relative rounding 6e-8, and x's offset of 50 costs log2(50) ~ 6 bits more in z - mean on
+        // cpu: 1e-5 of each output's largest entry (times 64 with the offset) covers both.
+        const rel = (c.offset > 0 ? 64 : 1) * 1e-5;
+        for (const key of ['y', 'dx', 'dbias', 'dgamma', 'dbeta'] as const) {
+          if (key === 'dbias' && !c.bias) continue;
+          const scale = Math.max(...Array.from(cpu[key], Math.abs));
+          expect(scale, `${key} is not trivially zero`).to.be.greaterThan(1e-3);
+          expectClose(wasm[key], cpu[key], rel * scale, 0, key);
+        }
+      });
+    }
   }
+
+  it('setGroupNormRoute rejects an unknown route, naming it and the valid ones', () => {
+    expect(() => setGroupNormRoute('c' as never)).to.throw(/route must be 'auto' or 'js', got 'c'/);
+  });
 
   it('rejects a bias of the wrong shape and groups that do not divide the channels, naming them', async () => {
     await useBestBackend({ prefer: 'wasm' });

@@ -1,7 +1,8 @@
 /**
  * GroupNorm, its per-channel scale and shift, a per-(example, channel) bias before it and the SiLU
- * after it, as ONE kernel forward and ONE kernel backward, for the wasm backend: JavaScript loops
- * over the wasm heap. Written as tensor ops (lib/models/layers.ts) the same thing costs ~20
+ * after it, as ONE kernel forward and ONE kernel backward, for the wasm backend: the project's wasm
+ * SIMD code (c/groupnorm.c via ./simd) when the channel count is a multiple of 4, else JavaScript
+ * loops over the wasm heap (statistics in float64 in both). Written as tensor ops (lib/models/layers.ts) the same thing costs ~20
  * element-wise and reduction kernels forward and ~40 backward, each a full memory pass, and on wasm
  * every reduction over non-innermost axes adds a Transpose; in a U-Net step they took more time
  * than the convolutions.
@@ -20,6 +21,7 @@
  * BACKWARD: inputs dy, x, bias, gamma, beta, mean, rstd, s; attrs groups; outputs dx, dbias, dgamma, dbeta.
  */
 import * as tf from '@tensorflow/tfjs';
+import { SimdKernels, simdKernels } from './simd';
 
 /** The forward kernel's name, registered for 'wasm'. */
 export const GROUP_NORM_SILU = 'DiffusionGroupNormSilu';
@@ -32,6 +34,30 @@ interface WasmBackendLike {
   makeOutput(shape: number[], dtype: 'float32'): Info;
   typedArrayFromHeap(t: Info): Float32Array;
   disposeData(dataId: object): boolean;
+  getMemoryOffset(dataId: object): number;
+  wasm?: { asm?: { memory?: WebAssembly.Memory } };
+}
+
+/** Which code runs the kernels: 'auto' (SIMD where C is a multiple of 4, else JavaScript) or 'js' (JavaScript always; tests, A/B benchmarks). */
+export type GroupNormRoute = 'auto' | 'js';
+let normRoute: GroupNormRoute = 'auto';
+
+/** Forces the route of both GroupNorm-SiLU kernels on wasm; returns the previous setting. */
+export function setGroupNormRoute(route: GroupNormRoute): GroupNormRoute {
+  if (route !== 'auto' && route !== 'js') throw new Error(`setGroupNormRoute: route must be 'auto' or 'js', got '${String(route)}'`);
+  const before = normRoute;
+  normRoute = route;
+  return before;
+}
+
+/** The SIMD kernels when the route and the channel count allow them, else null. */
+function simdFor(b: WasmBackendLike, C: number): SimdKernels | null {
+  return normRoute === 'auto' && C % 4 === 0 ? simdKernels(b.wasm?.asm?.memory) : null;
+}
+
+/** Scratch for the SIMD kernels: 8 C floats and 4 C doubles (as 8 C floats), inside the heap. */
+function scratch(b: WasmBackendLike, C: number): [Info, Info] {
+  return [b.makeOutput([8 * C], 'float32'), b.makeOutput([8 * C], 'float32')];
 }
 
 /** Shapes of one call, checked; throws an Error naming the input and the shape it needs. */
@@ -67,6 +93,19 @@ const forward: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   const eps = attrs?.eps as number;
   if (!(typeof eps === 'number' && eps > 0 && Number.isFinite(eps))) throw new Error(`${GROUP_NORM_SILU}: eps must be a finite number > 0, got ${eps}`);
   const { N, P, C, G } = checkShapes(GROUP_NORM_SILU, ins, groups);
+  const simd = N > 0 && P > 0 ? simdFor(b, C) : null;
+  if (simd) {
+    // Every output first: an allocation may grow the heap; offsets are taken after.
+    const outs = [b.makeOutput(ins.x.shape, 'float32'), b.makeOutput([N, G], 'float32'), b.makeOutput([N, G], 'float32'), b.makeOutput(ins.x.shape, 'float32')];
+    const [facc, dacc] = scratch(b, C);
+    const at = (t: Info) => b.getMemoryOffset(t.dataId);
+    const [y, mean, rstd, sOut] = outs;
+    const rc = simd.groupNormSilu(at(ins.x), at(ins.bias), at(ins.gamma), at(ins.beta), at(y), at(mean), at(rstd), at(sOut), at(facc), at(dacc), N, P, C, G, eps);
+    b.disposeData(facc.dataId);
+    b.disposeData(dacc.dataId);
+    if (rc === 0) return outs;
+    for (const t of outs) b.disposeData(t.dataId);
+  }
   // Every output first: an allocation may grow (and so detach) the heap views.
   const sigmoid = tf.getKernel('Sigmoid', 'wasm');
   if (!sigmoid) throw new Error(`${GROUP_NORM_SILU}: the wasm backend has no Sigmoid kernel (is @tensorflow/tfjs-backend-wasm loaded?)`);
@@ -151,6 +190,21 @@ const backward: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   const ins = inputs as unknown as Record<string, Info>;
   const groups = attrs?.groups as number;
   const { N, P, C, G } = checkShapes(GROUP_NORM_SILU_GRAD, ins, groups);
+  const simd = N > 0 && P > 0 ? simdFor(b, C) : null;
+  if (simd) {
+    const outs = [b.makeOutput(ins.x.shape, 'float32'), b.makeOutput([N, C], 'float32'), b.makeOutput([C], 'float32'), b.makeOutput([C], 'float32')];
+    const [facc, dacc] = scratch(b, C);
+    const at = (t: Info) => b.getMemoryOffset(t.dataId);
+    const [dxO, dbO, dgO, dbeO] = outs;
+    const rc = simd.groupNormSiluGrad(
+      at(ins.dy), at(ins.x), at(ins.bias), at(ins.gamma), at(ins.beta), at(ins.mean), at(ins.rstd), at(ins.s),
+      at(dxO), at(dbO), at(dgO), at(dbeO), at(facc), at(dacc), N, P, C, G,
+    );
+    b.disposeData(facc.dataId);
+    b.disposeData(dacc.dataId);
+    if (rc === 0) return outs;
+    for (const t of outs) b.disposeData(t.dataId);
+  }
   const dxOut = b.makeOutput(ins.x.shape, 'float32');
   const dbiasOut = b.makeOutput([N, C], 'float32');
   const dgammaOut = b.makeOutput([C], 'float32');

@@ -1,6 +1,6 @@
 /**
  * Kernels the library adds to TensorFlow.js backends: the wasm backend's missing and faster
- * kernels (./wasm, ./layout; the conv gradients in wasm SIMD built from C, ./conv-simd), the one-kernel Adam step on cpu, wasm (./adam) and webgpu (./webgpu),
+ * kernels (./wasm, ./layout; the convolution and GroupNorm-SiLU in wasm SIMD built from C, ./simd), the one-kernel Adam step on cpu, wasm (./adam) and webgpu (./webgpu),
  * GroupNorm (+ bias, + SiLU) as one kernel forward and one backward on wasm (./groupnorm), and as
  * one webgpu dispatch for inference (./groupnorm-webgpu).
  * Importing this module registers nothing; registerKernels() does, and lib/runtime/backend.ts
@@ -24,9 +24,9 @@ export function registerKernels(): void {
   registerGroupNormKernels();
 }
 
-export { registerWasmKernels, setConvGradRoute, wasmKernelsInstalled } from './wasm';
-export { simdUnavailableReason } from './conv-simd';
+export { registerWasmKernels, setConvRoute, wasmKernelsInstalled } from './wasm';
+export { simdCalls, simdUnavailableReason } from './simd';
 export { ADAM_UPDATE, hasAdamKernel, registerAdamKernels } from './adam';
 export { adamVariablesPerDispatch, countDispatches, registerWebgpuKernels } from './webgpu';
 export { GROUP_NORM, fusedGroupNorm, registerGroupNormKernel } from './groupnorm-webgpu';
-export { GROUP_NORM_SILU, GROUP_NORM_SILU_GRAD, registerGroupNormKernels } from './groupnorm';
+export { GROUP_NORM_SILU, GROUP_NORM_SILU_GRAD, registerGroupNormKernels, setGroupNormRoute } from './groupnorm';

@@ -2,11 +2,12 @@
  * Kernels that tfjs-backend-wasm 4.22 lacks or runs slowly, registered for the 'wasm' backend so
  * that every model of the library trains on it, fast. Each one is built from the backend's own
  * kernels (Transpose, Slice, PadV2, Reverse, Reshape, Conv2D, BatchMatMul): the heavy work always
- * lands in XNNPACK's convolution or fully-connected operator, never in a scalar loop. The two conv
- * gradients first try the project's own wasm SIMD kernels (c/conv2d_grad.c via ./conv-simd), which
- * work in place on the backend's heap: the filter gradient when inC or outC is a multiple of 4
- * (1.6-36x faster than the route below on the U-Net's shapes, which give XNNPACK a 28x28 "filter"
- * with few channels per tap), the input gradient when inC is; other shapes take the XNNPACK route.
+ * lands in XNNPACK's convolution or fully-connected operator, never in a scalar loop. The
+ * convolution forward and its two gradients first try the project's own wasm SIMD kernels
+ * (c/conv2d.c via ./simd), which work in place on the backend's heap: the forward pass when outC
+ * is a multiple of 4, the filter gradient when inC or outC is (1.6-36x faster than the route below
+ * on the U-Net's shapes, which give XNNPACK a 28x28 "filter" with few channels per tap), the input
+ * gradient when inC is; other shapes take XNNPACK (the package's Conv2D, or the route below).
  *
  * - Conv2DBackpropFilter (missing in 4.22, so no conv net could train): the filter gradient
  *   dW[kh, kw, ci, co] = sum_{b, y, x} xpad[b, y sh + kh, x sw + kw, ci] dy[b, y, x, co] is itself a
@@ -30,7 +31,7 @@
  * should call registerWasmKernels() afterwards.
  */
 import * as tf from '@tensorflow/tfjs';
-import { simdConvKernels } from './conv-simd';
+import { simdKernels } from './simd';
 import { splitVRows, sumLeading } from './layout';
 
 type Info = tf.TensorInfo;
@@ -166,21 +167,49 @@ function checkFloat(kernel: string, inputs: Record<string, Info>): void {
   }
 }
 
-/** Which route the conv gradients take: 'auto' (the SIMD kernels where they apply; measured faster on every U-Net shape), or forced for A/B tests and benchmarks. */
-export type ConvGradRoute = 'auto' | 'simd' | 'xnnpack';
-let convRoute: ConvGradRoute = 'auto';
+/** Which route the convolution (forward and both gradients) takes: 'auto' (the SIMD kernels where they apply; measured faster on the U-Net's shapes), or forced for A/B tests and benchmarks. */
+export type ConvRoute = 'auto' | 'simd' | 'xnnpack';
+let convRoute: ConvRoute = 'auto';
 
-/** Forces the route of Conv2DBackpropFilter and Conv2DBackpropInput (tests, benchmarks); 'auto' restores the default. Returns the previous setting. */
-export function setConvGradRoute(route: ConvGradRoute): ConvGradRoute {
-  if (route !== 'auto' && route !== 'simd' && route !== 'xnnpack') throw new Error(`setConvGradRoute: route must be 'auto', 'simd' or 'xnnpack', got '${String(route)}'`);
+/** Forces the route of Conv2D, Conv2DBackpropFilter and Conv2DBackpropInput (tests, benchmarks); 'auto' restores the default. Returns the previous setting. */
+export function setConvRoute(route: ConvRoute): ConvRoute {
+  if (route !== 'auto' && route !== 'simd' && route !== 'xnnpack') throw new Error(`setConvRoute: route must be 'auto', 'simd' or 'xnnpack', got '${String(route)}'`);
   const before = convRoute;
   convRoute = route;
   return before;
 }
 
 /** The SIMD kernels for this backend when the route allows them, else null. */
-function simdFor(backend: WasmBackend): ReturnType<typeof simdConvKernels> {
-  return convRoute === 'xnnpack' ? null : simdConvKernels(backend.wasm?.asm?.memory);
+function simdFor(backend: WasmBackend): ReturnType<typeof simdKernels> {
+  return convRoute === 'xnnpack' ? null : simdKernels(backend.wasm?.asm?.memory);
+}
+
+/**
+ * Conv2D: the SIMD forward kernel (c/conv2d.c) when outC is a multiple of 4 (NHWC, float32, no
+ * dilation), else the package's own (XNNPACK) kernel.
+ */
+function wrapConv2D(original: tf.KernelConfig): tf.KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args as unknown as KernelArgs;
+    const { x, filter } = inputs;
+    const a = attrs ?? {};
+    const dil = (a.dilations ?? 1) as number | [number, number];
+    const plain =
+      x.dtype === 'float32' && filter.dtype === 'float32' && x.shape.length === 4 && filter.shape.length === 4 &&
+      (a.dataFormat === undefined || a.dataFormat === 'NHWC') && (typeof dil === 'number' ? dil === 1 : dil[0] === 1 && dil[1] === 1);
+    const outC = filter.shape[3];
+    const simd = plain && outC % 4 === 0 && x.shape[0] > 0 && x.shape[3] === filter.shape[2] ? simdFor(backend) : null;
+    if (simd) {
+      const info = convInfo('Conv2D', x.shape, filter.shape, a);
+      const out = backend.makeOutput([x.shape[0], info.outHeight, info.outWidth, outC], 'float32');
+      const at = (t: Info) => backend.getMemoryOffset(t.dataId);
+      const [batch, height, width, inC] = x.shape;
+      const rc = simd.forward(at(x), at(filter), at(out), batch, height, width, inC, info.outHeight, info.outWidth, outC, info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left);
+      if (rc === 0) return out;
+      backend.disposeData(out.dataId);
+    }
+    return original.kernelFunc(args);
+  };
 }
 
 /** dW of a 2-D convolution, as the convolution x^T * dy^T (see the module comment). */
@@ -358,6 +387,7 @@ export function registerWasmKernels(opts: { wrap?: boolean } = {}): void {
   // wrap: false adds only the missing kernel (the A/B benchmark's "before").
   if (opts.wrap === false) return;
   const wrappers: Record<string, (original: tf.KernelConfig) => tf.KernelFunc> = {
+    Conv2D: (o) => wrapConv2D(o),
     Conv2DBackpropInput: () => conv2dBackpropInput as unknown as tf.KernelFunc,
     BatchMatMul: (o) => wrapMatMul('BatchMatMul', o),
     _FusedMatMul: (o) => wrapMatMul('_FusedMatMul', o),

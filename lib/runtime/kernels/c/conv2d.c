@@ -343,3 +343,112 @@ __attribute__((export_name("conv2d_backprop_input"))) int conv2d_backprop_input(
   }
   return 0;
 }
+
+/*
+ * The forward convolution, as a gather per output pixel:
+ *
+ *   y[b, r, c, co] = sum over taps (i, j) and ci of  x[b, r sh + i - padTop, c sw + j - padLeft, ci] w[i, j, ci, co]
+ *
+ * over the taps whose input pixel lies inside x (padding adds nothing, so it is skipped). Vectors
+ * run along co (outC a multiple of 4) over w in its own layout [kh, kw, inC, outC]; four
+ * neighbouring output pixels of a row share every filter load where all four see every tap.
+ * Every y entry is written exactly once.
+ */
+
+/* y[pixel .. pixel + P - 1, o0 .. o0 + 4V] for P pixels (1 or 4) of one output row. */
+INLINE void y_tile(const float *xb, const float *w, float *yp, int P, int V, int o0, int r, int c,
+                   int inH, int inW, int inC, int outC, int kh, int kw, int sh, int sw,
+                   int padTop, int padLeft) {
+  v128_t a00 = wasm_f32x4_splat(0.0f), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+         a30 = a00, a31 = a00;
+  const int pixStep = sw * inC; /* from one output pixel's input to the next one's */
+  for (int i = 0; i < kh; i++) {
+    const int iy = r * sh + i - padTop;
+    if (iy < 0 || iy >= inH) continue;
+    for (int j = 0; j < kw; j++) {
+      const int ix = c * sw + j - padLeft;
+      if (ix < 0 || ix + (P - 1) * sw >= inW) continue; /* P = 4 only where all four are inside */
+      const float *xp = xb + (iy * inW + ix) * inC;
+      const float *wp = w + (i * kw + j) * inC * outC + o0;
+      for (int ci = 0; ci < inC; ci++, xp++, wp += outC) {
+        v128_t w0 = wasm_v128_load(wp);
+        v128_t w1 = V > 1 ? wasm_v128_load(wp + 4) : w0;
+        v128_t s = wasm_v128_load32_splat(xp);
+        a00 = wasm_f32x4_add(a00, wasm_f32x4_mul(s, w0));
+        if (V > 1) a01 = wasm_f32x4_add(a01, wasm_f32x4_mul(s, w1));
+        if (P > 1) {
+          s = wasm_v128_load32_splat(xp + pixStep);
+          a10 = wasm_f32x4_add(a10, wasm_f32x4_mul(s, w0));
+          if (V > 1) a11 = wasm_f32x4_add(a11, wasm_f32x4_mul(s, w1));
+          s = wasm_v128_load32_splat(xp + 2 * pixStep);
+          a20 = wasm_f32x4_add(a20, wasm_f32x4_mul(s, w0));
+          if (V > 1) a21 = wasm_f32x4_add(a21, wasm_f32x4_mul(s, w1));
+          s = wasm_v128_load32_splat(xp + 3 * pixStep);
+          a30 = wasm_f32x4_add(a30, wasm_f32x4_mul(s, w0));
+          if (V > 1) a31 = wasm_f32x4_add(a31, wasm_f32x4_mul(s, w1));
+        }
+      }
+    }
+  }
+  float *d = yp + o0;
+  wasm_v128_store(d, a00);
+  if (V > 1) wasm_v128_store(d + 4, a01);
+  if (P > 1) {
+    wasm_v128_store(d + outC, a10);
+    wasm_v128_store(d + 2 * outC, a20);
+    wasm_v128_store(d + 3 * outC, a30);
+    if (V > 1) {
+      wasm_v128_store(d + outC + 4, a11);
+      wasm_v128_store(d + 2 * outC + 4, a21);
+      wasm_v128_store(d + 3 * outC + 4, a31);
+    }
+  }
+}
+
+#define Y_TILE(P, V) \
+  y_tile(xb, w, yp, P, V, o0, r, c, inH, inW, inC, outC, kh, kw, sh, sw, padTop, padLeft)
+
+/* All of y's channels at output pixels c .. c + P - 1 of row r. */
+INLINE void y_pixels(const float *xb, const float *w, float *yp, int P, int r, int c, int inH, int inW,
+                     int inC, int outC, int kh, int kw, int sh, int sw, int padTop, int padLeft) {
+  int o0 = 0;
+  for (; o0 + 8 <= outC; o0 += 8) Y_TILE(P, 2);
+  if (o0 < outC) Y_TILE(P, 1);
+}
+
+INLINE void y_all(const float *x, const float *w, float *y, int batch, int inH, int inW, int inC,
+                  int outH, int outW, int outC, int kh, int kw, int sh, int sw, int padTop,
+                  int padLeft) {
+  /* Output pixel c reads input columns c sw - padLeft .. c sw - padLeft + kw - 1: all four of
+   * c .. c + 3 see every tap once c sw >= padLeft and (c + 3) sw + kw - 1 - padLeft <= inW - 1. */
+  const int lo = (padLeft + sw - 1) / sw;
+  for (int b = 0; b < batch; b++) {
+    const float *xb = x + b * inH * inW * inC;
+    for (int r = 0; r < outH; r++) {
+      float *row = y + (b * outH + r) * outW * outC;
+      int c = 0;
+      for (; c < lo && c < outW; c++)
+        y_pixels(xb, w, row + c * outC, 1, r, c, inH, inW, inC, outC, kh, kw, sh, sw, padTop, padLeft);
+      for (; c + 4 <= outW && (c + 3) * sw + kw - 1 - padLeft <= inW - 1; c += 4)
+        y_pixels(xb, w, row + c * outC, 4, r, c, inH, inW, inC, outC, kh, kw, sh, sw, padTop, padLeft);
+      for (; c < outW; c++)
+        y_pixels(xb, w, row + c * outC, 1, r, c, inH, inW, inC, outC, kh, kw, sh, sw, padTop, padLeft);
+    }
+  }
+}
+
+/*
+ * y [batch, outH, outW, outC] of x [batch, inH, inW, inC] and w [kh, kw, inC, outC]. Needs
+ * outC % 4 == 0; returns 0 when it wrote y, 1 when outC does not suit it (nothing is written).
+ */
+__attribute__((export_name("conv2d_forward"))) int conv2d_forward(
+    const float *x, const float *w, float *y, int batch, int inH, int inW, int inC, int outH,
+    int outW, int outC, int kh, int kw, int sh, int sw, int padTop, int padLeft) {
+  if (outC % 4 != 0) return 1;
+  if (sh == 1 && sw == 1) {
+    y_all(x, w, y, batch, inH, inW, inC, outH, outW, outC, kh, kw, 1, 1, padTop, padLeft);
+  } else {
+    y_all(x, w, y, batch, inH, inW, inC, outH, outW, outC, kh, kw, sh, sw, padTop, padLeft);
+  }
+  return 0;
+}

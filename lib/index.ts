@@ -84,6 +84,7 @@ export {
   modelKind,
 } from './training/checkpoint';
 export { writeFileAtomic, packageRoot, makeDirs, describeFsError, tempPathFor, RunLock, LockOwner, LOCK_FILE, acquireRunLock, heldLock } from './runtime/files';
+export { PARALLEL_BACKENDS, sliceSizes } from './training/parallel';
 export { GROUP_NORM_SILU, GROUP_NORM_SILU_GRAD, registerGroupNormKernels, setConvRoute, setGroupNormRoute } from './runtime/kernels';
 export type { ConvRoute } from './runtime/kernels/wasm';
 export { simpleLossUnchecked } from './diffusion/loss';

@@ -98,6 +98,8 @@ describe('the ddpm command line', function () {
     // esbuild is a devDependency; one bundle of the current source, node_modules left external.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     require('esbuild').buildSync({ entryPoints: [path.join(ROOT, 'lib', 'cli', 'ddpm.ts')], bundle: true, platform: 'node', packages: 'external', outfile: CLI, logLevel: 'warning' });
+    // the training worker thread (--workers), which the bundle looks for beside itself
+    require('esbuild').buildSync({ entryPoints: [path.join(ROOT, 'lib', 'training', 'parallel-worker.ts')], bundle: true, platform: 'node', packages: 'external', outfile: path.join(path.dirname(CLI), 'parallel-worker.js'), logLevel: 'warning' });
   });
   after(() => {
     for (const c of children) c.kill('SIGKILL');
@@ -511,6 +513,16 @@ ls -a '${runDir}'
       const ev = await run(['eval', '--run', base, '--n', '20', '--backend', 'cpu', '--quiet']);
       expect([ev.code, /^eval:/m.test(ev.stdout)], ev.stderr).to.deep.equal([0, false]);
       expect(fs.existsSync(x)).to.equal(false);
+    });
+
+    it('--workers N splits each batch over N threads and may change on --resume (the line says so); --workers 0 is refused at parse time', async () => {
+      const dir = copyOf('resume-workers');
+      const two = await run(['train', '--out', dir, '--resume', '--steps', '33', '--workers', '2', '--backend', 'cpu']);
+      expect(two.code, two.stderr).to.equal(0);
+      expect(two.stdout).to.match(/backend cpu on 2 threads, run /);
+      expect(readManifest(dir).step).to.equal(33);
+      const zero = await run(['train', '--out', dir, '--resume', '--steps', '40', '--workers', '0']);
+      expect([zero.code, zero.stderr.split('\n')[0]]).to.deep.equal([2, 'ddpm train: --workers must be an integer in [1, 64], got "0"']);
     });
 
     it('--resume accepts the original command line, refuses only a conflict (naming both values), and exits 2 when there is nothing to train', async () => {

@@ -65,6 +65,7 @@ export const FLAGS: readonly FlagRow[] = [
   { name: 'groups', commands: ['train'], kind: { type: 'int', lo: 1, hi: 4096 }, arg: 'G', help: 'unet: group-norm groups (8)' },
   { name: 'no-attention', commands: ['train'], kind: { type: 'boolean' }, help: 'unet: no self-attention block' },
   { name: 'conditional', commands: ['train'], kind: { type: 'boolean' }, help: "mnist: a class-conditional U-Net (10 digit classes and a null class) trained on MNIST's labels, for classifier-free guidance" },
+  { name: 'workers', commands: ['train'], kind: { type: 'int', lo: 1, hi: 64 }, arg: 'N', help: 'threads that share each batch on the wasm or cpu backend (N - 1 worker threads, a model replica each); default 1. A run may change it on --resume; results differ from 1 thread by float32 rounding' },
   { name: 'p-uncond', commands: ['train'], kind: { type: 'number', lo: 0, hi: 1, range: 'in [0, 1]' }, arg: 'P', help: 'with --conditional: the probability a label is dropped to the null class at a step, in [0, 1]; default 0.1' },
 
   { name: 'run', commands: ['sample', 'eval', 'info'], kind: { type: 'string' }, arg: 'RUN_DIR', help: 'the run directory (required)' },

@@ -40,6 +40,7 @@ import { faults } from '../runtime/faults';
 import { UsageError, Values, checkAllValues, choiceValue, intValue, numValue, requireValue } from './flags';
 import { CliIO, DATASETS, chooseBackend, dataset, trainingData, trainingLabels } from './common';
 import { formatBytes, freeBytes } from './rundir';
+import { PARALLEL_BACKENDS } from '../training/parallel';
 
 /** The training settings a run keeps in its manifest ("train"), enough to rebuild data and optimizer. */
 export interface RunTrainSettings {
@@ -90,7 +91,7 @@ export function savedSettings(dir: string, t: Record<string, unknown>): RunTrain
 }
 
 /** Flags a resumed run may change; every other flag must equal the run's value. */
-const RESUME_MAY_CHANGE = new Set(['out', 'resume', 'steps', 'checkpoint-every', 'skip-nonfinite', 'backend', 'quiet', 'help']);
+const RESUME_MAY_CHANGE = new Set(['out', 'resume', 'steps', 'checkpoint-every', 'skip-nonfinite', 'backend', 'workers', 'quiet', 'help']);
 
 function parseMults(v: Values): number[] | undefined {
   const mults = v['channel-mults'];
@@ -389,6 +390,10 @@ async function trainLocked(
   }
 
   const backend = await chooseBackend(v, 'train', io);
+  const workers = intValue(v, 'train', 'workers') ?? 1;
+  if (workers > 1 && !PARALLEL_BACKENDS.includes(backend)) {
+    throw new UsageError(`--workers ${workers} needs the wasm or cpu backend (threads add arithmetic only where the tensors live in this process); the backend is ${backend}: use --workers 1 or --backend wasm`);
+  }
   let model: TrainableDenoiser;
   let ema: TrainableDenoiser | null;
   let optimizer: tf.Optimizer;
@@ -433,7 +438,7 @@ async function trainLocked(
     const classes = isConditional(model) ? `, conditional on ${model.numClasses} classes (null class ${model.nullClass}, p-uncond ${settings.pUncond})` : '';
     io.out.write(
       `training ${readableKind(model)} (${nWeights.toLocaleString('en')} weights) on ${data.shape[0]} ${settings.data} examples${classes}, T = ${schedule.T}, ` +
-        `steps ${initialStep + 1}..${settings.steps}, batch ${settings.batch}, lr ${settings.lr}, backend ${backend}, run ${out}\n`,
+        `steps ${initialStep + 1}..${settings.steps}, batch ${settings.batch}, lr ${settings.lr}, backend ${backend}${workers > 1 ? ` on ${workers} threads` : ''}, run ${out}\n`,
     );
     const bar = v.quiet ? null : new Progress('train', settings.steps - initialStep, io.out as NodeJS.WriteStream);
     let lastSaved: number | null = resume ? initialStep : null;
@@ -463,6 +468,7 @@ async function trainLocked(
         skipNonFinite: settings.skipNonFinite,
         checkpointEvery: settings.checkpointEvery,
         signal: controller.signal,
+        workers,
         onProgress: (p) => bar?.update(p.step - initialStep, `step ${p.step} · loss ${p.loss.toFixed(4)}`),
         onCheckpoint: async (c) => {
           const losses = new Float32Array(initialStep + c.losses.length);

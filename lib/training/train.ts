@@ -9,6 +9,7 @@ import type { Denoiser, TrainableDenoiser } from '../diffusion/denoiser';
 import { ConditionalDenoiser, dropClassLabels, isConditional } from '../diffusion/guidance';
 import { LOSS_TYPES, LossType, drawTimesteps, hybridLossUnchecked, simpleLossUnchecked, vlbLossUnchecked } from '../diffusion/loss';
 import { FusedAdam } from './optim';
+import { GradientWorkers, PARALLEL_BACKENDS, SliceData, sliceSizes } from './parallel';
 import { Rng, deriveSeed } from '../diffusion/random';
 import { Schedule } from '../diffusion/schedule';
 import { checkFiniteTensorAsync, checkInteger, checkNumber, checkRank, sumTensors } from '../diffusion/validate';
@@ -83,6 +84,13 @@ export interface TrainOptions {
   checkpointEvery?: number;
   /** When aborted, the run finishes the current step, checkpoints, and returns with stopped = true. */
   signal?: AbortSignal;
+  /**
+   * Threads that share each batch (lib/training/parallel.ts): 1 (the default) computes it here;
+   * n > 1 starts n - 1 worker threads, each with a replica of the model, on the 'wasm' or 'cpu'
+   * backend, and combines the slices' gradients. The same run gives the same result for the same n;
+   * different n differ in float32 rounding only. Capped at batchSize.
+   */
+  workers?: number;
 }
 
 /** The random state of a run between two steps: enough, with the weights, to resume it bit for bit. */
@@ -152,6 +160,12 @@ async function checkTrainOptions(o: TrainOptions): Promise<void> {
       throw new Error(`rngState.samplerOrder must be an Int32Array of length ${o.data.shape[0]} (the data's size), got ${r.samplerOrder?.length}`);
     }
     checkInteger('rngState.samplerPos', r.samplerPos, 0, o.data.shape[0]);
+  }
+  if (o.workers !== undefined) {
+    checkInteger('workers', o.workers, 1, 64);
+    if (o.workers > 1 && !PARALLEL_BACKENDS.includes(tf.getBackend())) {
+      throw new Error(`workers (${o.workers}) > 1 needs one of the backends ${PARALLEL_BACKENDS.join(', ')}, where a thread adds arithmetic; the backend is '${tf.getBackend()}'`);
+    }
   }
   checkLabels(o);
   await checkFiniteTensorAsync('data', o.data);
@@ -254,6 +268,36 @@ export class BatchSampler {
   }
 }
 
+/**
+ * The training objective of one batch (or a slice of one): x0 and eps [n, ...], the timesteps, and
+ * for a conditional model the classes (null class included). Every loss calls the model through
+ * predictEps(xt, t) (the vlb and hybrid ones once, as the simple one); for a conditional model a
+ * view of it gives each of those calls the batch's classes. Call inside tf.variableGrads.
+ */
+export function batchLoss(model: Denoiser, s: Schedule, lossType: LossType, x0: tf.Tensor, eps: tf.Tensor, tValues: Int32Array, cValues: Int32Array | null): tf.Scalar {
+  let net: Denoiser = model;
+  if (cValues) {
+    const c = tf.tensor1d(cValues, 'int32');
+    const m = model as unknown as ConditionalDenoiser;
+    net = { predictEps: (xt, tt) => m.predictEps(xt, tt, c) };
+  }
+  const t = tf.tensor1d(tValues, 'int32');
+  if (lossType === 'simple') return simpleLossUnchecked(net, s, x0, t, eps);
+  if (lossType === 'vlb') return vlbLossUnchecked(net, s, x0, tValues, eps);
+  return hybridLossUnchecked(net, s, x0, t, tValues, eps);
+}
+
+/** The current weights of vars, flat in their order (what the workers receive each step). */
+function flatWeights(vars: readonly tf.Variable[]): Float32Array {
+  const out = new Float32Array(vars.reduce((n, v) => n + v.size, 0));
+  let at = 0;
+  for (const v of vars) {
+    out.set(v.dataSync() as Float32Array, at);
+    at += v.size;
+  }
+  return out;
+}
+
 /** The optimizer train() uses unless given one: Adam with this learning rate. Resuming a run makes its optimizer here too. */
 export function createOptimizer(lr: number): tf.Optimizer {
   return new FusedAdam(lr);
@@ -305,6 +349,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   let skipped = o.initialSkipped ?? 0;
   let done = first;
   let stopped = false;
+  const threads = Math.min(o.workers ?? 1, batchSize);
+  let pool: GradientWorkers | null = null;
 
   const flush = async (step: number) => {
     if (pending.length === 0) return;
@@ -341,6 +387,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   };
 
   try {
+    if (threads > 1) pool = await GradientWorkers.start(threads, model, s, lossType);
     for (let step = first + 1; step <= steps; step++) {
       const idx = sampler.next(batchSize);
       const tValues = drawTimesteps(s.T, batchSize, rng);
@@ -348,26 +395,82 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       // The drops come from a stream of (seed, step) alone, not from `rng`, so that a resumed run
       // draws the same ones with no new checkpoint state.
       const cValues = labels ? batchLabels(labels, idx, numClasses, pUncond, new Rng(deriveSeed(seed, 0xc1a55, step))) : null;
-      const { value, grads } = tf.tidy(() => {
-        const x0 = tf.gather(data, tf.tensor1d(idx, 'int32'));
-        const eps = tf.randomNormal(x0.shape, 0, 1, 'float32', noiseSeed);
-        const t = tf.tensor1d(tValues, 'int32');
-        // Every loss calls the model through predictEps(xt, t) (the vlb and hybrid ones once, as the
-        // simple one): this view gives each of those calls the batch's classes.
-        let net: Denoiser = model;
-        if (cValues) {
-          const c = tf.tensor1d(cValues, 'int32');
-          const m = model as unknown as ConditionalDenoiser;
-          net = { predictEps: (xt, tt) => m.predictEps(xt, tt, c) };
+      const clip = (r: { value: tf.Scalar; grads: tf.NamedTensorMap }) => {
+        if (o.gradClip === undefined) return r;
+        const clipped = clipByGlobalNorm(r.grads, o.gradClip);
+        tf.dispose(r.grads);
+        return { value: r.value, grads: clipped };
+      };
+      let value: tf.Scalar;
+      let grads: tf.NamedTensorMap;
+      if (!pool) {
+        ({ value, grads } = clip(
+          tf.tidy(() => {
+            const x0 = tf.gather(data, tf.tensor1d(idx, 'int32'));
+            const eps = tf.randomNormal(x0.shape, 0, 1, 'float32', noiseSeed);
+            return tf.variableGrads(() => batchLoss(model, s, lossType, x0, eps, tValues, cValues), vars);
+          }),
+        ));
+      } else {
+        // The same draws as one thread; the batch split into slices, the first one computed here.
+        const sizes = sliceSizes(batchSize, pool.threads);
+        const [x0, eps] = tf.tidy(() => {
+          const x = tf.gather(data, tf.tensor1d(idx, 'int32'));
+          return [x, tf.randomNormal(x.shape, 0, 1, 'float32', noiseSeed)];
+        });
+        const rowSize = x0.size / batchSize;
+        const x0All = x0.dataSync() as Float32Array;
+        const epsAll = eps.dataSync() as Float32Array;
+        const slices: SliceData[] = [];
+        for (let k = 1, start = sizes[0]; k < sizes.length; start += sizes[k], k++) {
+          const end = start + sizes[k];
+          slices.push({
+            x0: x0All.slice(start * rowSize, end * rowSize),
+            eps: epsAll.slice(start * rowSize, end * rowSize),
+            t: tValues.slice(start, end),
+            c: cValues ? cValues.slice(start, end) : null,
+            shape: [sizes[k], ...x0.shape.slice(1)],
+          });
         }
-        const f = (): tf.Scalar => {
-          if (lossType === 'simple') return simpleLossUnchecked(net, s, x0, t, eps);
-          if (lossType === 'vlb') return vlbLossUnchecked(net, s, x0, tValues, eps);
-          return hybridLossUnchecked(net, s, x0, t, tValues, eps);
-        };
-        const r = tf.variableGrads(f, vars);
-        return { value: r.value, grads: o.gradClip !== undefined ? clipByGlobalNorm(r.grads, o.gradClip) : r.grads };
-      });
+        const replies = pool.compute(flatWeights(vars), slices);
+        let mine: { value: tf.Scalar; grads: tf.NamedTensorMap } | null = null;
+        try {
+          mine = tf.tidy(() => {
+            const n0 = sizes[0];
+            const x = tf.slice(x0, 0, n0);
+            const e = tf.slice(eps, 0, n0);
+            return tf.variableGrads(() => batchLoss(model, s, lossType, x, e, tValues.slice(0, n0), cValues ? cValues.slice(0, n0) : null), vars);
+          });
+        } finally {
+          tf.dispose([x0, eps]);
+          if (!mine) await replies.catch(() => undefined);
+        }
+        const theirs = await replies.catch((err) => {
+          tf.dispose([mine!.value, ...Object.values(mine!.grads)]);
+          throw err;
+        });
+        const own = mine;
+        // The batch's mean loss and its gradient: the slices' means weighted by their sizes.
+        ({ value, grads } = clip(
+          tf.tidy(() => {
+            const w0 = sizes[0] / batchSize;
+            let loss = own.value.mul(w0);
+            for (let k = 0; k < theirs.length; k++) loss = loss.add(theirs[k].loss * (sizes[k + 1] / batchSize));
+            const out: tf.NamedTensorMap = {};
+            let at = 0;
+            for (const v of vars) {
+              let g = own.grads[v.name].mul(w0);
+              for (let k = 0; k < theirs.length; k++) {
+                g = g.add(tf.tensor(theirs[k].grads.subarray(at, at + v.size), v.shape, 'float32').mul(sizes[k + 1] / batchSize));
+              }
+              out[v.name] = g;
+              at += v.size;
+            }
+            return { value: loss as tf.Scalar, grads: out };
+          }),
+        ));
+        tf.dispose([own.value, ...Object.values(own.grads)]);
+      }
       let apply = true;
       if (o.skipNonFinite) {
         // One read of the loss and the squared gradient norm decides, before any weight moves.
@@ -408,6 +511,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     throw e;
   } finally {
     if (!o.optimizer) optimizer.dispose();
+    await pool?.dispose();
   }
   return { losses: losses.slice(0, done - first), ema, seconds: (Date.now() - started) / 1000, step: done, stopped, skipped };
 }

@@ -230,6 +230,11 @@ export interface BenchOptions {
   rounds: number;
   /** PyTorch runs at each of these thread counts; each workload reports the faster. */
   torchThreads: number[];
+  /**
+   * The train()-based workloads (mlpDenoiser, unet) on wasm and cpu run at each of these thread
+   * counts (train's workers: worker threads that share each batch); each reports the faster.
+   */
+  tfjsWorkers: number[];
   out: string;
 }
 
@@ -244,8 +249,19 @@ export const BENCH_DEFAULTS: BenchOptions = {
   torch: true,
   rounds: 3,
   torchThreads: [1, 2],
+  tfjsWorkers: [1, 2],
   out: 'out/bench.json',
 };
+
+/** Workloads that go through the library's train(), which can share each batch over worker threads. */
+export const WORKER_WORKLOADS: readonly WorkloadName[] = ['mlpDenoiser', 'unet'];
+/** Backends on which train() takes workers > 1. */
+export const WORKER_BACKENDS: readonly BenchBackend[] = ['wasm', 'cpu'];
+
+/** The worker counts the bench tries for (backend, workload): o.tfjsWorkers where train() can use them, else [1]. */
+export function workerCounts(backend: BenchBackend, workload: WorkloadName, o: Pick<BenchOptions, 'tfjsWorkers'>): number[] {
+  return WORKER_BACKENDS.includes(backend) && WORKER_WORKLOADS.includes(workload) ? o.tfjsWorkers : [1];
+}
 
 export const BENCH_USAGE = `npm run bench -- [options]   (each option also as an environment variable)
   --backends cpu,wasm,webgpu,tensorflow   BENCH_BACKENDS   (default: all four; missing ones are marked unavailable)
@@ -258,6 +274,7 @@ export const BENCH_USAGE = `npm run bench -- [options]   (each option also as an
   --no-torch        BENCH_TORCH=0     skip PyTorch
   --rounds N        BENCH_ROUNDS      rounds of tfjs then PyTorch, interleaved (default ${BENCH_DEFAULTS.rounds})
   --torch-threads L BENCH_TORCH_THREADS  PyTorch thread counts to try, the faster is reported (default ${BENCH_DEFAULTS.torchThreads.join(',')})
+  --tfjs-workers L  BENCH_TFJS_WORKERS   train()'s worker threads to try on wasm and cpu for mlpDenoiser and unet, the faster is reported (default ${BENCH_DEFAULTS.tfjsWorkers.join(',')})
   --out FILE        BENCH_OUT         (default ${BENCH_DEFAULTS.out})`;
 
 /** Parses argv (without node and the script) over env; throws an Error naming the bad option. */
@@ -274,6 +291,7 @@ export function parseBenchOptions(argv: string[], env: Record<string, string | u
     torch: 'BENCH_TORCH',
     rounds: 'BENCH_ROUNDS',
     'torch-threads': 'BENCH_TORCH_THREADS',
+    'tfjs-workers': 'BENCH_TFJS_WORKERS',
     out: 'BENCH_OUT',
   };
   for (const [k, e] of Object.entries(envNames)) if (env[e] !== undefined && env[e] !== '') raw[k] = env[e] as string;
@@ -306,12 +324,12 @@ export function parseBenchOptions(argv: string[], env: Record<string, string | u
     }
     return v;
   };
-  const threadList = (v: string | undefined): number[] => {
-    if (v === undefined) return [...BENCH_DEFAULTS.torchThreads];
+  const threadList = (v: string | undefined, name = 'torch-threads', dflt = BENCH_DEFAULTS.torchThreads, max = Infinity): number[] => {
+    if (v === undefined) return [...dflt];
     const items = v.split(',').map((x) => x.trim()).filter(Boolean);
     const nums = items.map(Number);
-    if (items.length === 0 || nums.some((n) => !Number.isInteger(n) || n < 1)) {
-      throw new Error(`--torch-threads must be a comma-separated list of integers >= 1, got ${JSON.stringify(v)}`);
+    if (items.length === 0 || nums.some((n) => !Number.isInteger(n) || n < 1 || n > max)) {
+      throw new Error(`--${name} must be a comma-separated list of integers >= 1${max < Infinity ? ` and <= ${max}` : ''}, got ${JSON.stringify(v)}`);
     }
     return [...new Set(nums)];
   };
@@ -330,6 +348,7 @@ export function parseBenchOptions(argv: string[], env: Record<string, string | u
     torch: torchRaw === undefined ? true : torchRaw === '1' || torchRaw === 'true',
     rounds: num('rounds', BENCH_DEFAULTS.rounds, true),
     torchThreads: threadList(raw['torch-threads']),
+    tfjsWorkers: threadList(raw['tfjs-workers'], 'tfjs-workers', BENCH_DEFAULTS.tfjsWorkers, 64),
     out: raw.out ?? BENCH_DEFAULTS.out,
   };
 }

@@ -32,6 +32,7 @@ import {
   combineRounds,
   fastestThreads,
   formatSeconds,
+  workerCounts,
   formatTable,
   measureSteps,
   parseBenchOptions,
@@ -50,8 +51,8 @@ interface ChildResult {
 }
 
 /** Child mode: switch to `backend`, build `workload`, time it, write the result to `outFile`. */
-async function child(args: { backend: BenchBackend; workload: WorkloadName; o: BenchOptions; outFile: string }): Promise<void> {
-  const { backend, workload, o } = args;
+async function child(args: { backend: BenchBackend; workload: WorkloadName; workers: number; o: BenchOptions; outFile: string }): Promise<void> {
+  const { backend, workload, workers, o } = args;
   let result: ChildResult;
   try {
     await useBestBackend({ prefer: backend });
@@ -61,7 +62,7 @@ async function child(args: { backend: BenchBackend; workload: WorkloadName; o: B
     return;
   }
   try {
-    const w = buildWorkload(workload, { unetBatch: o.unetBatch });
+    const w = buildWorkload(workload, { unetBatch: o.unetBatch, workers });
     const reps = workload === 'sample' ? o.sampleReps : o.reps;
     const m = await measureSteps(w.run, { reps, budgetSeconds: o.budgetSeconds });
     if (w.params && (m.status === 'ok' || m.status === 'capped')) m.params = w.params;
@@ -80,15 +81,15 @@ function firstLine(e: unknown): string {
 }
 
 /** Runs one (backend, workload) child, killed after o.timeoutSeconds. */
-function runChild(backend: BenchBackend, workload: WorkloadName, o: BenchOptions): Promise<ChildResult> {
-  const outFile = path.join(os.tmpdir(), `bench-${process.pid}-${backend}-${workload}.json`);
+function runChild(backend: BenchBackend, workload: WorkloadName, workers: number, o: BenchOptions): Promise<ChildResult> {
+  const outFile = path.join(os.tmpdir(), `bench-${process.pid}-${backend}-${workload}-${workers}.json`);
   fs.rmSync(outFile, { force: true });
   const args = [
     '-r',
     require.resolve('tsx/cjs'),
     __filename,
     '--child',
-    JSON.stringify({ backend, workload, o, outFile }),
+    JSON.stringify({ backend, workload, workers, o, outFile }),
   ];
   return new Promise((resolve) => {
     const started = Date.now();
@@ -236,17 +237,20 @@ async function main(): Promise<void> {
   for (const { round, side } of roundSchedule(o.rounds, sides)) {
     if (side.kind === 'tfjs') {
       const b = side.backend;
-      tfjsRounds[b] ??= {};
       for (const w of o.workloads) {
-        if (unavailable[b]) {
-          push(tfjsRounds[b], w, unavailable[b]);
-          continue;
+        for (const k of workerCounts(b, w, o)) {
+          const key = `${b}#${k}`;
+          tfjsRounds[key] ??= {};
+          if (unavailable[b]) {
+            push(tfjsRounds[key], w, unavailable[b]);
+            continue;
+          }
+          const r = await runChild(b, w, k, o);
+          push(tfjsRounds[key], w, r.measurement);
+          if (r.backend) backendDetails[b] = r.backend;
+          if (r.measurement.status === 'unavailable') unavailable[b] = r.measurement;
+          console.error(`bench: round ${round} ${b} ${w}${k > 1 ? ` (${k} threads)` : ''}: ${describe(r.measurement)}`);
         }
-        const r = await runChild(b, w, o);
-        push(tfjsRounds[b], w, r.measurement);
-        if (r.backend) backendDetails[b] = r.backend;
-        if (r.measurement.status === 'unavailable') unavailable[b] = r.measurement;
-        console.error(`bench: round ${round} ${b} ${w}: ${describe(r.measurement)}`);
       }
     } else {
       torchRounds[side.threads] ??= {};
@@ -267,7 +271,11 @@ async function main(): Promise<void> {
   for (const b of o.backends) {
     results[b] = {};
     for (const w of o.workloads) {
-      const m = combineRounds(tfjsRounds[b][w] ?? []);
+      // the faster of the worker counts tried (1 only, for workloads and backends without workers)
+      const counts = workerCounts(b, w, o);
+      const m = counts.length > 1
+        ? fastestThreads(counts.map((k) => ({ threads: k, m: combineRounds(tfjsRounds[`${b}#${k}`]?.[w] ?? []) })))
+        : combineRounds(tfjsRounds[`${b}#${counts[0]}`]?.[w] ?? []);
       results[b][w] = m;
       if (m.status === 'failed') failures++;
     }

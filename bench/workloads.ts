@@ -92,12 +92,12 @@ function conv(): Workload {
  * step k's time is the gap between onProgress k - 1 and k, and the first step (train()'s input
  * checks, a new optimizer) is dropped. The model keeps training across calls.
  */
-function trainSteps(model: TrainableDenoiser, data: tf.Tensor, batchSize: number): Workload {
+function trainSteps(model: TrainableDenoiser, data: tf.Tensor, batchSize: number, workers: number): Workload {
   const schedule = linearSchedule(1000);
   let call = 0;
   const run: StepRunner = async (n) => {
     const stamps: number[] = [];
-    await train({ model, schedule, data, steps: n + 1, batchSize, lr: 1e-3, seed: call++, progressEvery: 1, onProgress: () => void stamps.push(performance.now()) });
+    await train({ model, schedule, data, steps: n + 1, batchSize, lr: 1e-3, seed: call++, progressEvery: 1, workers, onProgress: () => void stamps.push(performance.now()) });
     return stamps.slice(1).map((t, i) => (t - stamps[i]) / 1000);
   };
   return {
@@ -127,17 +127,18 @@ function sample(): Workload {
 }
 
 /** Builds workload `name` on the current backend. */
-export function buildWorkload(name: WorkloadName, o: { unetBatch: number }): Workload {
+export function buildWorkload(name: WorkloadName, o: { unetBatch: number; workers?: number }): Workload {
+  const workers = o.workers ?? 1;
   switch (name) {
     case 'mlp':
       return mlp();
     case 'conv':
       return conv();
     case 'mlpDenoiser':
-      return trainSteps(new MlpDenoiser({ seed: 0 }), swissRoll(10000, { seed: 1 }), 256);
+      return trainSteps(new MlpDenoiser({ seed: 0 }), swissRoll(10000, { seed: 1 }), 256, workers);
     case 'unet': {
       const images = tf.randomUniform([Math.max(256, o.unetBatch), 28, 28, 1], -1, 1, 'float32', 5);
-      return trainSteps(new UNetDenoiser({ seed: 0 }), images, o.unetBatch);
+      return trainSteps(new UNetDenoiser({ seed: 0 }), images, o.unetBatch, workers);
     }
     case 'sample':
       return sample();

@@ -14,6 +14,7 @@ import {
   Measurement,
   combineRounds,
   fastestThreads,
+  workerCounts,
   formatSpread,
   formatTable,
   measureSteps,
@@ -106,6 +107,19 @@ describe('bench: pure parts', () => {
     expect(r.torchThreads).to.deep.equal([2, 1]);
     expect(() => parseBenchOptions(['--rounds', '0'], {})).to.throw(/--rounds must be an integer > 0, got "0"/);
     expect(() => parseBenchOptions(['--torch-threads', '1,x'], {})).to.throw(/--torch-threads must be a comma-separated list of integers >= 1, got "1,x"/);
+    expect(parseBenchOptions([], {}).tfjsWorkers).to.deep.equal([1, 2]);
+    expect(parseBenchOptions(['--tfjs-workers', '4,1'], {}).tfjsWorkers).to.deep.equal([4, 1]);
+    expect(parseBenchOptions([], { BENCH_TFJS_WORKERS: '1' }).tfjsWorkers).to.deep.equal([1]);
+    expect(() => parseBenchOptions(['--tfjs-workers', '0'], {})).to.throw(/--tfjs-workers must be a comma-separated list of integers >= 1 and <= 64, got "0"/);
+  });
+
+  it('workerCounts: train()-based workloads on wasm and cpu try every worker count, the rest one thread', () => {
+    const o = { tfjsWorkers: [1, 2] };
+    expect(workerCounts('wasm', 'unet', o)).to.deep.equal([1, 2]);
+    expect(workerCounts('cpu', 'mlpDenoiser', o)).to.deep.equal([1, 2]);
+    expect(workerCounts('wasm', 'mlp', o)).to.deep.equal([1]);
+    expect(workerCounts('wasm', 'sample', o)).to.deep.equal([1]);
+    expect(workerCounts('webgpu', 'unet', o)).to.deep.equal([1]);
   });
 
   it('roundSchedule interleaves the sides: round 1 every side, round 2 every side, ... (tfjs, PyTorch, tfjs, PyTorch)', () => {

@@ -11,6 +11,7 @@ import type { LossType } from '../diffusion/loss';
 import { Schedule, ScheduleConfig } from '../diffusion/schedule';
 import { useBestBackend } from '../runtime/backend';
 import { buildModel } from './checkpoint';
+import { flatten } from './parallel';
 import type { ModelKind } from './checkpoint';
 import { batchLoss } from './train';
 
@@ -47,12 +48,7 @@ function step(m: { weights: Float32Array; x0: Float32Array; eps: Float32Array; t
     const eps = tf.tensor(m.eps, m.shape, 'float32');
     return tf.variableGrads(() => batchLoss(net, s, lossType, x0, eps, m.t, m.c), vars);
   });
-  const flat = new Float32Array(at);
-  at = 0;
-  for (const v of vars) {
-    flat.set(grads[v.name].dataSync() as Float32Array, at);
-    at += v.size;
-  }
+  const flat = flatten(vars.map((v) => grads[v.name]));
   const loss = value.dataSync()[0];
   tf.dispose([value, ...Object.values(grads)]);
   return { loss, grads: flat };

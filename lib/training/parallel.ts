@@ -55,12 +55,10 @@ function workerScript(): { file: string; execArgv: string[] } {
 /** n - 1 worker threads computing slice gradients for the calling thread; dispose() ends them. */
 export class GradientWorkers {
   private readonly workers: Worker[];
-  private readonly sizes: number[];
   private failure: Error | null = null;
 
-  private constructor(workers: Worker[], sizes: number[]) {
+  private constructor(workers: Worker[]) {
     this.workers = workers;
-    this.sizes = sizes;
   }
 
   /** How many threads share a batch (the calling one included). */
@@ -94,7 +92,6 @@ export class GradientWorkers {
       loss,
     };
     const { file, execArgv } = workerScript();
-    const sizes = model.trainableVariables.map((v) => v.size);
     const workers: Worker[] = [];
     try {
       for (let i = 1; i < threads; i++) workers.push(new Worker(file, { execArgv }));
@@ -103,7 +100,7 @@ export class GradientWorkers {
       await Promise.all(workers.map((w) => w.terminate()));
       throw err;
     }
-    return new GradientWorkers(workers, sizes);
+    return new GradientWorkers(workers);
   }
 
   /**
@@ -119,11 +116,6 @@ export class GradientWorkers {
       this.failure = err;
       throw err;
     });
-  }
-
-  /** The flat gradient's split into the variables' sizes. */
-  get variableSizes(): readonly number[] {
-    return this.sizes;
   }
 
   async dispose(): Promise<void> {
@@ -157,6 +149,17 @@ function request(w: Worker, msg: object): Promise<unknown> {
     w.on('exit', onExit);
     w.postMessage(msg);
   });
+}
+
+/** The values of `tensors`, one after another in one Float32Array (weights to the workers, gradients back). */
+export function flatten(tensors: readonly tf.Tensor[]): Float32Array {
+  const out = new Float32Array(tensors.reduce((n, t) => n + t.size, 0));
+  let at = 0;
+  for (const t of tensors) {
+    out.set(t.dataSync() as Float32Array, at);
+    at += t.size;
+  }
+  return out;
 }
 
 /** Slice sizes of a batch of n over k threads: as equal as possible, the larger ones first. */

@@ -9,7 +9,7 @@ import type { Denoiser, TrainableDenoiser } from '../diffusion/denoiser';
 import { ConditionalDenoiser, dropClassLabels, isConditional } from '../diffusion/guidance';
 import { LOSS_TYPES, LossType, drawTimesteps, hybridLossUnchecked, simpleLossUnchecked, vlbLossUnchecked } from '../diffusion/loss';
 import { FusedAdam } from './optim';
-import { GradientWorkers, PARALLEL_BACKENDS, SliceData, sliceSizes } from './parallel';
+import { GradientWorkers, PARALLEL_BACKENDS, SliceData, flatten, sliceSizes } from './parallel';
 import { Rng, deriveSeed } from '../diffusion/random';
 import { Schedule } from '../diffusion/schedule';
 import { checkFiniteTensorAsync, checkInteger, checkNumber, checkRank, sumTensors } from '../diffusion/validate';
@@ -287,17 +287,6 @@ export function batchLoss(model: Denoiser, s: Schedule, lossType: LossType, x0: 
   return hybridLossUnchecked(net, s, x0, t, tValues, eps);
 }
 
-/** The current weights of vars, flat in their order (what the workers receive each step). */
-function flatWeights(vars: readonly tf.Variable[]): Float32Array {
-  const out = new Float32Array(vars.reduce((n, v) => n + v.size, 0));
-  let at = 0;
-  for (const v of vars) {
-    out.set(v.dataSync() as Float32Array, at);
-    at += v.size;
-  }
-  return out;
-}
-
 /** The optimizer train() uses unless given one: Adam with this learning rate. Resuming a run makes its optimizer here too. */
 export function createOptimizer(lr: number): tf.Optimizer {
   return new FusedAdam(lr);
@@ -432,7 +421,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
             shape: [sizes[k], ...x0.shape.slice(1)],
           });
         }
-        const replies = pool.compute(flatWeights(vars), slices);
+        const replies = pool.compute(flatten(vars), slices);
         let mine: { value: tf.Scalar; grads: tf.NamedTensorMap } | null = null;
         try {
           mine = tf.tidy(() => {

@@ -11,7 +11,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { JupyterServer, startJupyter } from '../lib/workbook/jupyterlab/server';
 import { ensureBuilt, projectRoot, workbookNotebooks } from '../lib/workbook/runners/project';
 import { BUILD_TIMEOUT_MS, FAILING_FIXTURE } from './fixtures/quick-workbook';
-import { CellView, FrontEndSelectors, MathView, OutputJson, POLL_MS, expectCleanRun, expectFailingFixtureRun, launchUiBrowser, projectErrors, requireFrontEnd, since, uiRoot, shutdownKernels, waitSettled, watchConsole } from './notebook-ui';
+import { CellView, FrontEndSelectors, MathView, OutputJson, POLL_MS, expectCleanRun, expectFailingFixtureRun, launchUiBrowser, startTogether, projectErrors, requireFrontEnd, since, uiRoot, shutdownKernels, waitSettled, watchConsole } from './notebook-ui';
 
 const root = projectRoot();
 /** Per notebook: quick mode takes 10-60 s through a kernel on the 2-core machine (README); this bounds a stuck one. */
@@ -91,7 +91,7 @@ describe('the workbook in the classic notebook (headless Chromium)', function ()
     ensureBuilt(root);
     dir = uiRoot();
     const t0 = Date.now();
-    [server, context] = await Promise.all([startJupyter('classic notebook', 'plotly', { rootDir: dir, env: { DDPM_WORKBOOK_MODE: 'quick' } }), launchUiBrowser()]);
+    [server, context] = await startTogether<[JupyterServer, BrowserContext]>([startJupyter('classic notebook', 'plotly', { rootDir: dir, env: { DDPM_WORKBOOK_MODE: 'quick' } }), launchUiBrowser()]);
     timings.push(`server and browser up in ${since(t0)} s`);
   });
 

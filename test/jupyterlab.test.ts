@@ -37,6 +37,7 @@ import {
   runAllInLab,
   since,
   shutdownKernels,
+  startTogether,
   uiRoot,
   waitIdleInLab,
 } from './notebook-ui';
@@ -59,7 +60,7 @@ describe('the workbook in JupyterLab (headless Chromium)', function () {
     ensureBuilt(root);
     dir = uiRoot();
     const t0 = Date.now();
-    [server, context] = await Promise.all([startJupyter('JupyterLab', 'plotly', { rootDir: dir, userDir: labUserDir(), env: { DDPM_WORKBOOK_MODE: 'quick' } }), launchUiBrowser()]);
+    [server, context] = await startTogether<[JupyterServer, BrowserContext]>([startJupyter('JupyterLab', 'plotly', { rootDir: dir, userDir: labUserDir(), env: { DDPM_WORKBOOK_MODE: 'quick' } }), launchUiBrowser()]);
     lab = await openLabPage(context, server);
     timings.push(`server, browser and JupyterLab up in ${since(t0)} s`);
   });

@@ -17,7 +17,7 @@ import { JupyterServer, LabVariant, startJupyter } from '../lib/workbook/jupyter
 import { readNotebook } from '../lib/workbook/runners/nbformat';
 import { projectRoot } from '../lib/workbook/runners/project';
 import { BUILD_TIMEOUT_MS, quickWorkbook, tempDir } from './fixtures/quick-workbook';
-import { LabPage, expectCleanRun, labUserDir, launchUiBrowser, openInLab, openLabPage, plotOutputs, projectErrors, readLab, requireFrontEnd, since } from './notebook-ui';
+import { LabPage, expectCleanRun, labUserDir, launchUiBrowser, startTogether, openInLab, openLabPage, plotOutputs, projectErrors, readLab, requireFrontEnd, since } from './notebook-ui';
 
 const VARIANTS: LabVariant[] = ['plotly', 'plain'];
 /** The negative control's notebook, and the one the plotly build opens: the chapter with the most figures. */
@@ -47,7 +47,7 @@ describe('executed notebooks from out/ open in JupyterLab with their plots drawn
     fs.writeFileSync(path.join(dir, 'unsigned', `${CONTROL}.ipynb`), JSON.stringify(control, null, 1));
     const t0 = Date.now();
     const userDir = labUserDir();
-    const started = await Promise.all([
+    const started = await startTogether<(JupyterServer | BrowserContext)[]>([
       ...VARIANTS.map((v) => startJupyter('JupyterLab', v, { rootDir: dir, userDir, startsKernel: false })),
       launchUiBrowser(),
     ]);

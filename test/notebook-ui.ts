@@ -39,6 +39,23 @@ export async function launchUiBrowser(): Promise<BrowserContext> {
   return context;
 }
 
+/** What a suite starts in its before hook: a server (stop) or a browser context (close). */
+type Started = JupyterServer | BrowserContext;
+
+/**
+ * Starts the servers and the browser side by side and returns them in order. When any fails, the
+ * others are stopped or closed before its error goes on: a browser or server left running keeps
+ * the mocha process, and with it `npm test`, from ever exiting.
+ */
+export async function startTogether<T extends readonly Started[]>(starts: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(starts as unknown as Promise<Started>[]);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (!failed) return settled.map((s) => (s as PromiseFulfilledResult<Started>).value) as unknown as T;
+  const up = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  await Promise.allSettled(up.map((u) => ('stop' in u ? u.stop() : u.close())));
+  throw failed.reason;
+}
+
 /**
  * The server's root for the browser runs: a temporary folder made by workbookServerRoot (copies of
  * notebooks/*.ipynb, links to dist/ and node_modules/), with a copy of the failing fixture at

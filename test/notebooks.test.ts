@@ -12,7 +12,7 @@ import { ensureBuilt, projectRoot, workbookNotebooks } from '../lib/workbook/run
 import { NotebookRun, describeFailure, errorLine, lateCheckFailure } from '../lib/workbook/runners/types';
 import { planLab } from '../lib/workbook/lab';
 import { parseArgs } from '../lib/workbook/notebooks';
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import { UNetDenoiser, loadMnist, namedSchedule, saveCheckpoint, train, useBestBackend } from '../lib';
 import { useCpu } from './support';
 import { BUILD_TIMEOUT_MS, FAILING_CELL, FAILING_FIXTURE, FIXTURES, kernelWorkbookRuns, quickWorkbook, tempDir, wantKernelPass } from './fixtures/quick-workbook';
@@ -261,6 +261,39 @@ describe('the workbook notebooks', function () {
       expect(r.status, r.stderr).to.equal(0);
       expect(r.stdout).to.match(plan.frontEnd === 'JupyterLab' ? /^Starting JupyterLab/ : /starting the classic notebook \(jupyter notebook\)/);
       expect(r.stdout).to.include(`JUPYTER_PATH=${plan.env.JUPYTER_PATH}`);
+    });
+
+    it('three processes registering the tslab kernel at once all succeed and leave one whole spec (npm test\'s parts start side by side)', async function () {
+      const missing = jupyterMissing();
+      if (missing !== null) {
+        if (process.env.CI === 'true') throw new Error(`under CI this must run, but ${missing}: ${JUPYTER_INSTALL_HINT}`);
+        this.skip();
+      }
+      // a checkout of its own (its node_modules holds links to this one's tslab), so its spec starts unregistered
+      const fake = tempDir('ddpm-kernelspec-');
+      fs.mkdirSync(path.join(fake, 'node_modules', '.bin'), { recursive: true });
+      fs.symlinkSync(path.join(root, 'node_modules', 'tslab'), path.join(fake, 'node_modules', 'tslab'));
+      fs.symlinkSync(path.join(root, 'node_modules', '.bin', 'tslab'), path.join(fake, 'node_modules', '.bin', 'tslab'));
+      const kernel = path.join(root, 'lib', 'workbook', 'runners', 'kernel.ts');
+      const script = `require(${JSON.stringify(kernel)}).ensureKernelSpec(${JSON.stringify(fake)})`;
+      const runs = await Promise.all(
+        [0, 1, 2].map(
+          () =>
+            new Promise<{ code: number | null; stderr: string }>((resolve) => {
+              const child = spawn(process.execPath, ['-r', 'tsx/cjs', '-e', script], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+              let stderr = '';
+              child.stderr.on('data', (d) => (stderr += d));
+              child.on('close', (code) => resolve({ code, stderr }));
+            }),
+        ),
+      );
+      for (const r of runs) expect(r.code, r.stderr).to.equal(0);
+      const kernels = path.join(fake, 'node_modules', '.cache', 'ddpm-workbook', 'jupyter', 'share', 'jupyter', 'kernels');
+      expect(fs.readdirSync(kernels)).to.deep.equal(['tslab']);
+      const spec = JSON.parse(fs.readFileSync(path.join(kernels, 'tslab', 'kernel.json'), 'utf8'));
+      expect(spec.argv[0]).to.equal(path.join(fake, 'node_modules', '.bin', 'tslab'));
+      // and no private install prefix is left behind
+      expect(fs.readdirSync(path.join(fake, 'node_modules', '.cache', 'ddpm-workbook'))).to.deep.equal(['jupyter']);
     });
   });
 });

@@ -39,7 +39,7 @@ export function testParts(dir: string = root): { notebooks: string[]; frontEnds:
 }
 
 /** What one of the jobs did. */
-interface Job {
+export interface Job {
   name: string;
   /** Exit status; 128 when a signal ended it. */
   code: number;
@@ -47,14 +47,51 @@ interface Job {
   output: string;
 }
 
-/** Runs a command with its lines behind `name │ `; resolves when it exits. */
-function run(name: string, width: number, command: string, args: string[]): Promise<Job> {
+/**
+ * How long one part may take before it is killed: a hung part (a browser or server left running
+ * keeps mocha alive) must fail, never hold CI until its own limit. DDPM_TEST_PART_MINUTES, else 40.
+ */
+export function partLimitMs(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.DDPM_TEST_PART_MINUTES;
+  if (raw === undefined) return 40 * 60_000;
+  const m = Number(raw);
+  if (!(m > 0 && m <= 24 * 60)) throw new Error(`DDPM_TEST_PART_MINUTES must be a number of minutes in (0, 1440], got "${raw}"`);
+  return m * 60_000;
+}
+
+/** After a part's process exits, how long what it started may keep its output open before they are killed. */
+export const LINGER_MS = 30_000;
+
+/** The process groups of the running parts, killed when npm test itself is stopped. */
+const groups = new Set<number>();
+
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // the group is gone already
+  }
+}
+
+/**
+ * Runs a command with its lines behind `name │ `, in its own process group; resolves when its
+ * output closes. It fails (and its whole group is killed) when it outlives `limitMs`, or when
+ * something it started still holds its output `lingerMs` (LINGER_MS) after it exited.
+ */
+export function run(name: string, width: number, command: string, args: string[], { limitMs = partLimitMs(), lingerMs = LINGER_MS } = {}): Promise<Job> {
   const t0 = Date.now();
   const tag = `${name.padEnd(width)} │ `;
   return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: root, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd: root, env: process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    if (child.pid !== undefined) groups.add(child.pid);
     let output = '';
+    let verdict: string | null = null; // why the part failed although its exit status may say otherwise
     const pending = { stdout: '', stderr: '' };
+    const say = (line: string) => {
+      output += `${line}\n`;
+      process.stderr.write(tag + line + '\n');
+    };
     const take = (stream: 'stdout' | 'stderr') => (chunk: string) => {
       const text = pending[stream] + chunk;
       output += chunk;
@@ -70,9 +107,30 @@ function run(name: string, width: number, command: string, args: string[]): Prom
     child.on('error', (e) => {
       output += `\n${e.message}\n`;
     });
+    const stop = (why: string) => {
+      verdict = why;
+      say(why);
+      killGroup(child.pid, 'SIGTERM');
+      setTimeout(() => {
+        killGroup(child.pid, 'SIGKILL');
+        child.stdout.destroy();
+        child.stderr.destroy();
+      }, 5_000).unref();
+    };
+    const limit = setTimeout(() => stop(`killed: still running after ${limitMs / 1000} s (DDPM_TEST_PART_MINUTES)`), limitMs);
+    let linger: NodeJS.Timeout | undefined;
+    let exitCode: number | null = null;
+    child.on('exit', (code, signal) => {
+      exitCode = code ?? (signal ? 128 : 1);
+      linger = setTimeout(() => stop(`killed: processes it started still held its output ${lingerMs / 1000} s after it exited`), lingerMs);
+    });
     child.on('close', (code, signal) => {
+      clearTimeout(limit);
+      clearTimeout(linger);
+      if (child.pid !== undefined) groups.delete(child.pid);
       for (const s of ['stdout', 'stderr'] as const) if (pending[s]) process[s].write(tag + pending[s] + '\n');
-      resolve({ name, code: code ?? (signal ? 128 : 1), seconds: (Date.now() - t0) / 1000, output });
+      const status = exitCode ?? code ?? (signal ? 128 : 1);
+      resolve({ name, code: verdict ? (status === 0 ? 1 : status) : status, seconds: (Date.now() - t0) / 1000, output });
     });
   });
 }
@@ -91,6 +149,13 @@ const minutes = (s: number) => {
 
 async function main(): Promise<void> {
   const extra = process.argv.slice(2);
+  // the parts run in their own process groups: stopping npm test stops them too
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      for (const g of groups) killGroup(g, 'SIGTERM');
+      process.exit(130);
+    });
+  }
   const parts = testParts();
   // the notebooks import dist/lib: build it once here when lib/ is newer, not in two parts at once
   if (ensureBuilt(root)) console.log('dist/ was older than lib/: rebuilt it (npm run build)');

@@ -13,6 +13,7 @@ import {
   LossType,
   MANIFEST_FILE,
   ModelKind,
+  PARALLEL_BACKENDS,
   Progress,
   RunLock,
   RunManifest,
@@ -40,7 +41,6 @@ import { faults } from '../runtime/faults';
 import { UsageError, Values, checkAllValues, choiceValue, intValue, numValue, requireValue } from './flags';
 import { CliIO, DATASETS, chooseBackend, dataset, trainingData, trainingLabels } from './common';
 import { formatBytes, freeBytes } from './rundir';
-import { PARALLEL_BACKENDS } from '../training/parallel';
 
 /** The training settings a run keeps in its manifest ("train"), enough to rebuild data and optimizer. */
 export interface RunTrainSettings {

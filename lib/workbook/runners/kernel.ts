@@ -38,24 +38,48 @@ export function jupyterDataDir(root: string = projectRoot()): string {
   return path.join(root, 'node_modules', '.cache', 'ddpm-workbook', 'jupyter', 'share', 'jupyter');
 }
 
+/** True when the kernel spec at `spec` exists and starts `binary`. */
+function specStarts(spec: string, binary: string): boolean {
+  try {
+    return JSON.parse(fs.readFileSync(spec, 'utf8')).argv[0] === binary;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Registers the tslab kernel for this project (tslab install --prefix, with this checkout's tslab as
  * the binary) unless it is already there; returns the folder to put on JUPYTER_PATH.
+ *
+ * `npm test` runs its parts side by side, and more than one may register at once: tslab install
+ * writes into a private prefix first, and its kernels/tslab folder is then renamed into place, so
+ * nobody sees half a spec, and a process that loses the race takes the winner's.
  */
 export function ensureKernelSpec(root: string = projectRoot(), python: string = pythonPath()): string {
   const data = jupyterDataDir(root);
-  const prefix = path.resolve(data, '..', '..');
   const binary = path.join(root, 'node_modules', '.bin', 'tslab');
-  const spec = path.join(data, 'kernels', 'tslab', 'kernel.json');
+  const target = path.join(data, 'kernels', 'tslab');
+  const spec = path.join(target, 'kernel.json');
+  if (specStarts(spec, binary)) return data;
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  // beside the project's prefix (the same file system, for the rename), outside Jupyter's folders
+  const prefix = fs.mkdtempSync(path.resolve(data, '..', '..', '..', 'tslab-install-'));
   try {
-    if (JSON.parse(fs.readFileSync(spec, 'utf8')).argv[0] === binary) return data;
-  } catch {
-    // not registered yet
-  }
-  const tslab = path.join(root, 'node_modules', 'tslab', 'bin', 'tslab');
-  const r = spawnSync(process.execPath, [tslab, 'install', `--python=${python}`, `--binary=${binary}`, `--prefix=${prefix}`], { encoding: 'utf8' });
-  if (r.status !== 0 || !fs.existsSync(spec)) {
-    throw new Error(`registering the tslab kernel failed (tslab install --python=${python} --prefix=${prefix}):\n${r.stdout}${r.stderr}`);
+    const tslab = path.join(root, 'node_modules', 'tslab', 'bin', 'tslab');
+    const r = spawnSync(process.execPath, [tslab, 'install', `--python=${python}`, `--binary=${binary}`, `--prefix=${prefix}`], { encoding: 'utf8' });
+    const made = path.join(prefix, 'share', 'jupyter', 'kernels', 'tslab');
+    if (r.status !== 0 || !fs.existsSync(path.join(made, 'kernel.json'))) {
+      throw new Error(`registering the tslab kernel failed (tslab install --python=${python} --prefix=${prefix}):\n${r.stdout}${r.stderr}`);
+    }
+    if (fs.existsSync(target) && !specStarts(spec, binary)) fs.rmSync(target, { recursive: true, force: true }); // another checkout's
+    try {
+      fs.renameSync(made, target);
+    } catch (e) {
+      // another process put its spec there first: fine when it starts this binary
+      if (!specStarts(spec, binary)) throw new Error(`registering the tslab kernel failed: ${(e as Error).message}`);
+    }
+  } finally {
+    fs.rmSync(prefix, { recursive: true, force: true });
   }
   return data;
 }

@@ -21,7 +21,7 @@ export {
 export { ReverseVariance, REVERSE_VARIANCES, ReverseOptions, ReverseStep, pMeanVariance, reverseVariance } from './diffusion/reverse';
 export { normalKL, normalLogPdf, discretizedGaussianLogLikelihood, bitsPerDim } from './diffusion/gaussian';
 export { Decoder, ElboOptions, ElboTerms, ElboFirstForm, FirstFormEstimator, elboTerms, elboFirstForm, elboTermAt, priorTerm } from './diffusion/elbo';
-export { LossType, LOSS_TYPES, LossDraws, simpleLoss, vlbLoss, hybridLoss, klNoiseWeight, sampleTimesteps, vlbTermsFromEps } from './diffusion/loss';
+export { LossType, LOSS_TYPES, MIN_SNR_GAMMA, minSnrWeight, LossDraws, simpleLoss, vlbLoss, hybridLoss, klNoiseWeight, sampleTimesteps, vlbTermsFromEps } from './diffusion/loss';
 export {
   TrajectoryPoint,
   StepInfo,
@@ -53,7 +53,7 @@ export {
   conditionalSimpleLoss,
   conditionalTrainStep,
 } from './diffusion/guidance';
-export { TrainOptions, TrainProgress, TrainResult, train, BatchSampler } from './training/train';
+export { TrainOptions, TrainProgress, TrainResult, train, BatchSampler, LR_SCHEDULES, LrSchedule, lrAt } from './training/train';
 export * from './runtime/backend';
 export * from './data/toy';
 export * from './data/mnist';
@@ -84,7 +84,7 @@ export {
   modelKind,
 } from './training/checkpoint';
 export { writeFileAtomic, packageRoot, makeDirs, describeFsError, tempPathFor, RunLock, LockOwner, LOCK_FILE, acquireRunLock, heldLock } from './runtime/files';
-export { PARALLEL_BACKENDS, sliceSizes } from './training/parallel';
+export { PARALLEL_BACKENDS, MAX_SUGGESTED_THREADS, sliceSizes, trainingThreads } from './training/parallel';
 export { GROUP_NORM_SILU, GROUP_NORM_SILU_GRAD, registerGroupNormKernels, setConvRoute, setGroupNormRoute } from './runtime/kernels';
 export type { ConvRoute } from './runtime/kernels/wasm';
 export { simpleLossUnchecked } from './diffusion/loss';

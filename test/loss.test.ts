@@ -12,11 +12,13 @@ import {
   hybridLoss,
   klNoiseWeight,
   linearSchedule,
+  minSnrWeight,
   sampleMixture,
   sampleTimesteps,
   simpleLoss,
   vlbLoss,
 } from '../lib';
+import { batchLoss } from '../lib/training/train';
 import { expectClose, expectNoLeak, take } from './support';
 
 /** A denoiser that depends on t (per example when t is a tensor) and counts its calls. */
@@ -75,6 +77,31 @@ describe('training losses', () => {
     });
     expectClose(loss, expected, 1e-6, 1e-6);
     tf.dispose([x0, eps, t]);
+  });
+
+  it('minsnr: each example\'s simple loss times min(SNR_t, 5) / SNR_t, with SNR_t from the betas in float64', async () => {
+    const s = linearSchedule(10, 0.01, 0.2);
+    // abar_t as the product of 1 - beta_k over the betas linearly spaced from 0.01 to 0.2
+    const abar = (t: number) => Array.from({ length: t }, (_, k) => 1 - (0.01 + (k * 0.19) / 9)).reduce((a, b) => a * b, 1);
+    const weight = (t: number) => Math.min(abar(t) / (1 - abar(t)), 5) / (abar(t) / (1 - abar(t)));
+    for (const t of [1, 3, 9]) expect(minSnrWeight(s, t), `t = ${t}`).to.be.closeTo(weight(t), 1e-12);
+    expect(minSnrWeight(s, 1)).to.be.below(0.06); // SNR_1 = 99
+    expect(minSnrWeight(s, 9)).to.equal(1); // SNR_9 < 5
+    const model: Denoiser = { predictEps: (xt) => tf.tidy(() => xt.mul(2).sub(0.5)) };
+    const x0v = [0.2, -0.4, 1.0, 0.5];
+    const epsv = [1, -1, 0.5, 0.25];
+    const x0 = tf.tensor2d(x0v, [2, 2]);
+    const eps = tf.tensor2d(epsv, [2, 2]);
+    const loss = take(await expectNoLeak(() => tf.tidy(() => batchLoss(model, s, 'minsnr', x0, eps, Int32Array.from([3, 9]), null))))[0];
+    let expected = 0;
+    [3, 3, 9, 9].forEach((ti, i) => {
+      const xt = Math.sqrt(abar(ti)) * x0v[i] + Math.sqrt(1 - abar(ti)) * epsv[i];
+      expected += (weight(ti) * (2 * xt - 0.5 - epsv[i]) ** 2) / 4;
+    });
+    expectClose(loss, expected, 1e-6, 1e-6);
+    expect(() => minSnrWeight(s, 0)).to.throw('t must be an integer in [1, 10], got 0');
+    expect(() => minSnrWeight(s, 2, 0)).to.throw(/gamma/);
+    tf.dispose([x0, eps]);
   });
 
   it('vlbLoss is T/D times the KL term klNoiseWeight ||eps - eps_theta||^2 (t >= 2), and -log p(x0|x1) at t = 1', async () => {

@@ -12,7 +12,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { MlpDenoiser, UNetDenoiser, linearSchedule, swissRoll, train, useBestBackend, sliceSizes } from '../lib';
+import * as os from 'os';
+import { MAX_SUGGESTED_THREADS, MlpDenoiser, UNetDenoiser, linearSchedule, swissRoll, train, trainingThreads, useBestBackend, sliceSizes } from '../lib';
 import type { TrainableDenoiser } from '../lib/diffusion/denoiser';
 import { useCpu } from './support';
 
@@ -134,5 +135,14 @@ describe('data-parallel training (train({ workers }), lib/training/parallel.ts)'
     expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
     model.dispose();
     data.dispose();
+  });
+
+  it('trainingThreads suggests the usable cores (at most MAX_SUGGESTED_THREADS) on wasm and cpu, and 1 on a GPU backend', () => {
+    const cores = os.availableParallelism();
+    const want = Math.min(cores, MAX_SUGGESTED_THREADS);
+    expect(trainingThreads('wasm')).to.equal(want);
+    expect(trainingThreads('cpu')).to.equal(want);
+    expect(trainingThreads('webgpu')).to.equal(1);
+    expect(trainingThreads('tensorflow')).to.equal(1);
   });
 });

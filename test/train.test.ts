@@ -10,6 +10,7 @@ import {
   energyDistance,
   gaussianMixture2d,
   linearSchedule,
+  lrAt,
   mixtureOptimalEps,
   sampleDDPM,
   train,
@@ -130,6 +131,39 @@ describe('training', () => {
     data.dispose();
   });
 
+  it('lrSchedule cosine: Adam\'s first step at step k of n moves the weights by lr (1 + cos(pi (k - 1) / n)) / 2, constant by lr', async () => {
+    expect(lrAt('cosine', 1, 1, 4)).to.equal(1);
+    expect(lrAt('cosine', 1, 3, 4)).to.be.closeTo(0.5, 1e-15);
+    expect(lrAt('constant', 0.1, 4, 4)).to.equal(0.1);
+    expect(() => lrAt('linear' as never, 1, 1, 4)).to.throw('lrSchedule must be one of constant, cosine, got linear');
+    expect(() => lrAt('cosine', 1, 5, 4)).to.throw(/step/);
+    const s = linearSchedule(20);
+    const data = gaussianMixture2d(200, { seed: 1 });
+    // Adam's first update of a weight is lr g / (|g| + 1e-7): |step| = lr within 1e-4 for the weights
+    // whose |g| >> 1e-7, so the largest move is the step's learning rate; float32 rounding of weights
+    // near 1 adds 6e-8, 3e-4 of the smallest rate below.
+    const move = async (lrSchedule: 'constant' | 'cosine', initialStep: number, steps: number) => {
+      const model = new MlpDenoiser({ hidden: 16, depth: 1, seed: 0 });
+      const w0 = Array.from(model.trainableVariables[0].dataSync());
+      await train({ model, schedule: s, data, steps, initialStep, batchSize: 32, lr: 0.01, lrSchedule });
+      const w1 = model.trainableVariables[0].dataSync();
+      model.dispose();
+      return Math.max(...w0.map((v, i) => Math.abs(v - w1[i])));
+    };
+    const lastOfTen = 0.01 * (1 + Math.cos(0.9 * Math.PI)) / 2; // 2.45e-4
+    expect(await move('cosine', 9, 10)).to.be.closeTo(lastOfTen, 1e-3 * lastOfTen);
+    expect(await move('cosine', 0, 1)).to.be.closeTo(0.01, 1e-3 * 0.01);
+    expect(await move('constant', 9, 10)).to.be.closeTo(0.01, 1e-3 * 0.01);
+    const model = new MlpDenoiser({ hidden: 8, depth: 1, seed: 0 });
+    await expectRejects(() => train({ model, schedule: s, data, steps: 2, batchSize: 8, lrSchedule: 'step' as never }), /lrSchedule must be one of constant, cosine, got step/);
+    await expectRejects(
+      () => train({ model, schedule: s, data, steps: 2, batchSize: 8, lrSchedule: 'cosine', optimizer: tf.train.sgd(0.1) as unknown as tf.Optimizer }),
+      /lrSchedule 'cosine' needs a FusedAdam optimizer \(createOptimizer's\), whose learningRate train\(\) can lower; got SGD/,
+    );
+    model.dispose();
+    data.dispose();
+  });
+
   it('a NaN loss stops training with an Error naming the step', async () => {
     const s = linearSchedule(10);
     const data = gaussianMixture2d(64, { seed: 1 });
@@ -188,7 +222,7 @@ describe('training', () => {
     await expectRejects(() => train({ ...base, steps: 0 }), /steps must be an integer >= 1, got 0/);
     await expectRejects(() => train({ ...base, lr: 0 }), /lr must be a finite number in \(0, Infinity\), got 0/);
     await expectRejects(() => train({ ...base, emaDecay: 1 }), /emaDecay must be a finite number in \[0, 1\), got 1/);
-    await expectRejects(() => train({ ...base, loss: 'l1' as never }), /loss must be one of simple, vlb, hybrid, got l1/);
+    await expectRejects(() => train({ ...base, loss: 'l1' as never }), /loss must be one of simple, vlb, hybrid, minsnr, got l1/);
     await expectRejects(() => train({ ...base, schedule: {} as never }), /schedule must be a Schedule/);
     tf.dispose([data, empty, nan]);
     model.dispose();

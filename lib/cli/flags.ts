@@ -54,7 +54,7 @@ export const FLAGS: readonly FlagRow[] = [
   { name: 'checkpoint-every', commands: ['train'], kind: { type: 'int', lo: 1 }, arg: 'N', help: 'save a checkpoint every N steps (and at the end); default 100' },
   { name: 'skip-nonfinite', commands: ['train'], kind: { type: 'boolean' }, help: 'skip (and count) a batch whose loss or gradient is NaN/Inf instead of stopping' },
   { name: 'grad-clip', commands: ['train'], kind: { type: 'number', lo: 0, hi: Infinity, openLo: true, range: '> 0' }, arg: 'C', help: "clip the gradients' global norm to C; default none" },
-  { name: 'loss', commands: ['train'], kind: { type: 'choice', choices: ['simple', 'vlb', 'hybrid'] }, arg: 'NAME', help: 'simple, vlb or hybrid; default simple' },
+  { name: 'loss', commands: ['train'], kind: { type: 'choice', choices: ['simple', 'vlb', 'hybrid', 'minsnr'] }, arg: 'NAME', help: 'simple, vlb, hybrid or minsnr (simple with Min-SNR-5 weights); default simple' },
   { name: 'n-data', commands: ['train'], kind: { type: 'int', lo: 1, hi: 1e7 }, arg: 'N', help: 'training examples: 2-D sets default 10000 (at most 1e7), mnist default all 9,000 train digits (at most 1e5)' },
   { name: 'hidden', commands: ['train'], kind: { type: 'int', lo: 1, hi: 1 << 16 }, arg: 'H', help: 'mlp: hidden width (128)' },
   { name: 'depth', commands: ['train'], kind: { type: 'int', lo: 1, hi: 64 }, arg: 'D', help: 'mlp: hidden layers (3)' },

@@ -14,10 +14,26 @@ import { ReverseVariance, checkReverseVariance, pMeanVarianceFromEpsUnchecked } 
 import { Schedule, Timestep, extract } from './schedule';
 import { checkNumber } from './validate';
 
-/** Which objective training minimises. */
-export type LossType = 'simple' | 'vlb' | 'hybrid';
+/** Which objective training minimises ('minsnr': the simple loss with Min-SNR-5 weights, minSnrWeight). */
+export type LossType = 'simple' | 'vlb' | 'hybrid' | 'minsnr';
 
-export const LOSS_TYPES: readonly LossType[] = ['simple', 'vlb', 'hybrid'];
+export const LOSS_TYPES: readonly LossType[] = ['simple', 'vlb', 'hybrid', 'minsnr'];
+
+/** The gamma of the 'minsnr' loss: Hang et al. (2023) recommend 5. */
+export const MIN_SNR_GAMMA = 5;
+
+/**
+ * The Min-SNR-gamma weight of timestep t for eps prediction (Hang et al. 2023,
+ * docs/equations.md#simple-loss): min(SNR_t, gamma) / SNR_t with SNR_t = abar_t / (1 - abar_t).
+ * It is 1 wherever SNR_t <= gamma and lowers the nearly clean timesteps, whose eps targets are hard
+ * to predict and pull the gradients their own way.
+ */
+export function minSnrWeight(s: Schedule, t: number, gamma: number = MIN_SNR_GAMMA): number {
+  checkNumber('gamma', gamma, 0, Infinity, { lo: true, hi: true });
+  if (!Number.isInteger(t) || t < 1 || t > s.T) throw new Error(`t must be an integer in [1, ${s.T}], got ${t}`);
+  const snr = s.alphaBars[t] / (1 - s.alphaBars[t]);
+  return Math.min(snr, gamma) / snr;
+}
 
 /** The draws behind one loss evaluation: t ~ U[1, T] per example and eps ~ N(0, I). */
 export interface LossDraws {
@@ -97,6 +113,21 @@ export function simpleLossUnchecked(model: Denoiser, s: Schedule, x0: tf.Tensor,
   return tf.tidy(() => {
     const xt = qSampleUnchecked(s, x0, t, eps);
     return tf.squaredDifference(model.predictEps(xt, t), eps).mean() as tf.Scalar;
+  });
+}
+
+/**
+ * The Min-SNR-weighted simple loss without checks: the batch mean of minSnrWeight(t_i) times example
+ * i's mean over dimensions of (eps_theta(x_t, t) - eps)^2. Equal to the simple loss wherever SNR_t <= gamma.
+ */
+export function minSnrLossUnchecked(model: Denoiser, s: Schedule, x0: tf.Tensor, tValues: Int32Array, eps: tf.Tensor, gamma: number = MIN_SNR_GAMMA): tf.Scalar {
+  return tf.tidy(() => {
+    const t = tf.tensor1d(tValues, 'int32');
+    const xt = qSampleUnchecked(s, x0, t, eps);
+    const axes = x0.shape.slice(1).map((_, i) => i + 1);
+    const perExample = tf.squaredDifference(model.predictEps(xt, t), eps).mean(axes);
+    const w = tf.tensor1d(Float32Array.from(tValues, (ti) => minSnrWeight(s, ti, gamma)));
+    return perExample.mul(w).mean() as tf.Scalar;
   });
 }
 

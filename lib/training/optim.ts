@@ -40,7 +40,8 @@ export class FusedAdam extends tf.Optimizer {
   private savedNames: string[] | null = null;
 
   constructor(
-    readonly learningRate = 0.001,
+    /** The step size of the next applyGradients; train() lowers it step by step under lrSchedule 'cosine'. */
+    public learningRate = 0.001,
     readonly beta1 = 0.9,
     readonly beta2 = 0.999,
     epsilon?: number | null,

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Denoiser, TrainableDenoiser } from '../diffusion/denoiser';
 import { ConditionalDenoiser, dropClassLabels, isConditional } from '../diffusion/guidance';
-import { LOSS_TYPES, LossType, drawTimesteps, hybridLossUnchecked, simpleLossUnchecked, vlbLossUnchecked } from '../diffusion/loss';
+import { LOSS_TYPES, LossType, drawTimesteps, hybridLossUnchecked, minSnrLossUnchecked, simpleLossUnchecked, vlbLossUnchecked } from '../diffusion/loss';
 import { FusedAdam } from './optim';
 import { GradientWorkers, PARALLEL_BACKENDS, SliceData, flatten, sliceSizes } from './parallel';
 import { Rng, deriveSeed } from '../diffusion/random';
@@ -42,6 +42,13 @@ export interface TrainOptions {
   batchSize: number;
   /** Adam's learning rate; default 1e-3. */
   lr?: number;
+  /**
+   * How the learning rate moves over the run: 'constant' (default) keeps lr; 'cosine' uses
+   * lrAt('cosine', lr, step, steps) = lr (1 + cos(pi (step - 1) / steps)) / 2 at step 1 .. steps,
+   * from lr down to nearly 0 at the last step. `steps` is the run's total, so a resumed run continues
+   * the same curve.
+   */
+  lrSchedule?: LrSchedule;
   /** Keep an exponential moving average of the weights with this decay in [0, 1); default none. */
   emaDecay?: number;
   /**
@@ -128,6 +135,22 @@ export interface TrainResult {
   skipped: number;
 }
 
+/** The learning-rate schedules of train({ lrSchedule }). */
+export const LR_SCHEDULES = ['constant', 'cosine'] as const;
+export type LrSchedule = (typeof LR_SCHEDULES)[number];
+
+function checkLrSchedule(schedule: unknown): void {
+  if (!LR_SCHEDULES.includes(schedule as LrSchedule)) throw new Error(`lrSchedule must be one of ${LR_SCHEDULES.join(', ')}, got ${String(schedule)}`);
+}
+
+/** The learning rate train() uses at step (1 .. steps) of a run of `steps` under `schedule`, from base rate lr. */
+export function lrAt(schedule: LrSchedule, lr: number, step: number, steps: number): number {
+  checkLrSchedule(schedule);
+  checkInteger('steps', steps, 1);
+  checkInteger('step', step, 1, steps);
+  return schedule === 'constant' ? lr : (lr * (1 + Math.cos((Math.PI * (step - 1)) / steps))) / 2;
+}
+
 async function checkTrainOptions(o: TrainOptions): Promise<void> {
   if (!o || typeof o !== 'object') throw new Error(`train needs an options object, got ${String(o)}`);
   if (!o.model || !Array.isArray(o.model.trainableVariables)) throw new Error('model must be a TrainableDenoiser (with trainableVariables)');
@@ -139,6 +162,14 @@ async function checkTrainOptions(o: TrainOptions): Promise<void> {
   checkInteger('batchSize', o.batchSize, 1, o.data.shape[0]);
   if (o.lr !== undefined) checkNumber('lr', o.lr, 0, Infinity, { lo: true, hi: true });
   if (o.emaDecay !== undefined) checkNumber('emaDecay', o.emaDecay, 0, 1, { hi: true });
+  if (o.lrSchedule !== undefined) {
+    checkLrSchedule(o.lrSchedule);
+    // tf.train's optimizers keep their rate in cached scalars, so only FusedAdam's can be moved
+    // (by its constructor: tf.Optimizer's Symbol.hasInstance makes any optimizer `instanceof FusedAdam`)
+    if (o.lrSchedule !== 'constant' && o.optimizer !== undefined && o.optimizer.constructor !== FusedAdam) {
+      throw new Error(`lrSchedule '${o.lrSchedule}' needs a FusedAdam optimizer (createOptimizer's), whose learningRate train() can lower; got ${o.optimizer.getClassName()}`);
+    }
+  }
   if (o.gradClip !== undefined) checkNumber('gradClip', o.gradClip, 0, Infinity, { lo: true, hi: true });
   if (o.seed !== undefined) checkNumber('seed', o.seed, -(2 ** 53), 2 ** 53);
   if (o.loss !== undefined && !LOSS_TYPES.includes(o.loss)) throw new Error(`loss must be one of ${LOSS_TYPES.join(', ')}, got ${String(o.loss)}`);
@@ -281,9 +312,10 @@ export function batchLoss(model: Denoiser, s: Schedule, lossType: LossType, x0: 
     const m = model as unknown as ConditionalDenoiser;
     net = { predictEps: (xt, tt) => m.predictEps(xt, tt, c) };
   }
+  if (lossType === 'vlb') return vlbLossUnchecked(net, s, x0, tValues, eps);
+  if (lossType === 'minsnr') return minSnrLossUnchecked(net, s, x0, tValues, eps);
   const t = tf.tensor1d(tValues, 'int32');
   if (lossType === 'simple') return simpleLossUnchecked(net, s, x0, t, eps);
-  if (lossType === 'vlb') return vlbLossUnchecked(net, s, x0, tValues, eps);
   return hybridLossUnchecked(net, s, x0, t, tValues, eps);
 }
 
@@ -329,6 +361,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     sampler.setState({ order: o.rngState.samplerOrder, pos: o.rngState.samplerPos });
   }
   const optimizer = o.optimizer ?? createOptimizer(o.lr ?? 1e-3);
+  const lrSchedule: LrSchedule = o.lrSchedule ?? 'constant';
+  const baseLr = o.lr ?? (optimizer.constructor === FusedAdam ? (optimizer as FusedAdam).learningRate : 1e-3);
   const vars = model.trainableVariables;
   const ema = o.ema ?? (o.emaDecay !== undefined ? model.clone() : null);
   const losses = new Float32Array(steps - first);
@@ -471,6 +505,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         losses[step - first - 1] = apply ? read[0] : NaN;
       }
       if (apply) {
+        if (lrSchedule !== 'constant') (optimizer as FusedAdam).learningRate = lrAt(lrSchedule, baseLr, step, steps);
         tf.tidy(() => {
           optimizer.applyGradients(Object.keys(grads).map((name) => ({ name, tensor: grads[name] })));
           emaUpdate(step);

@@ -6,13 +6,14 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import { runInProcess } from '../lib/workbook/runners/inprocess';
-import { JUPYTER_INSTALL_HINT, jupyterMissing, runWithKernel } from '../lib/workbook/runners/kernel';
+import { JUPYTER_INSTALL_HINT, jupyterDataDir, jupyterMissing, runWithKernel } from '../lib/workbook/runners/kernel';
+import { runChild } from '../lib/workbook/runners/spawn';
 import { Notebook, committedProblems, joinSource, readNotebook } from '../lib/workbook/runners/nbformat';
 import { ensureBuilt, projectRoot, workbookNotebooks } from '../lib/workbook/runners/project';
 import { NotebookRun, describeFailure, errorLine, lateCheckFailure } from '../lib/workbook/runners/types';
 import { planLab } from '../lib/workbook/lab';
 import { parseArgs } from '../lib/workbook/notebooks';
-import { spawn, spawnSync } from 'child_process';
+import { spawnSync } from 'child_process';
 import { UNetDenoiser, loadMnist, namedSchedule, saveCheckpoint, train, useBestBackend } from '../lib';
 import { useCpu } from './support';
 import { BUILD_TIMEOUT_MS, FAILING_CELL, FAILING_FIXTURE, FIXTURES, kernelWorkbookRuns, quickWorkbook, tempDir, wantKernelPass } from './fixtures/quick-workbook';
@@ -276,24 +277,14 @@ describe('the workbook notebooks', function () {
       fs.symlinkSync(path.join(root, 'node_modules', '.bin', 'tslab'), path.join(fake, 'node_modules', '.bin', 'tslab'));
       const kernel = path.join(root, 'lib', 'workbook', 'runners', 'kernel.ts');
       const script = `require(${JSON.stringify(kernel)}).ensureKernelSpec(${JSON.stringify(fake)})`;
-      const runs = await Promise.all(
-        [0, 1, 2].map(
-          () =>
-            new Promise<{ code: number | null; stderr: string }>((resolve) => {
-              const child = spawn(process.execPath, ['-r', 'tsx/cjs', '-e', script], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
-              let stderr = '';
-              child.stderr.on('data', (d) => (stderr += d));
-              child.on('close', (code) => resolve({ code, stderr }));
-            }),
-        ),
-      );
+      const runs = await Promise.all([0, 1, 2].map(() => runChild(process.execPath, ['-r', 'tsx/cjs', '-e', script], { env: process.env, timeoutMs: 120_000, killSignal: 'SIGKILL' })));
       for (const r of runs) expect(r.code, r.stderr).to.equal(0);
-      const kernels = path.join(fake, 'node_modules', '.cache', 'ddpm-workbook', 'jupyter', 'share', 'jupyter', 'kernels');
+      const kernels = path.join(jupyterDataDir(fake), 'kernels');
       expect(fs.readdirSync(kernels)).to.deep.equal(['tslab']);
       const spec = JSON.parse(fs.readFileSync(path.join(kernels, 'tslab', 'kernel.json'), 'utf8'));
       expect(spec.argv[0]).to.equal(path.join(fake, 'node_modules', '.bin', 'tslab'));
-      // and no private install prefix is left behind
-      expect(fs.readdirSync(path.join(fake, 'node_modules', '.cache', 'ddpm-workbook'))).to.deep.equal(['jupyter']);
+      // and no private install prefix is left behind beside the project's Jupyter prefix
+      expect(fs.readdirSync(path.resolve(jupyterDataDir(fake), '..', '..', '..'))).to.deep.equal(['jupyter']);
     });
   });
 });

@@ -119,17 +119,18 @@ export function run(name: string, width: number, command: string, args: string[]
     };
     const limit = setTimeout(() => stop(`killed: still running after ${limitMs / 1000} s (DDPM_TEST_PART_MINUTES)`), limitMs);
     let linger: NodeJS.Timeout | undefined;
+    /** The exit status: 'exit' comes before 'close', which may be long after (a process it started holds the output). */
     let exitCode: number | null = null;
     child.on('exit', (code, signal) => {
       exitCode = code ?? (signal ? 128 : 1);
       linger = setTimeout(() => stop(`killed: processes it started still held its output ${lingerMs / 1000} s after it exited`), lingerMs);
     });
-    child.on('close', (code, signal) => {
+    child.on('close', () => {
       clearTimeout(limit);
       clearTimeout(linger);
       if (child.pid !== undefined) groups.delete(child.pid);
       for (const s of ['stdout', 'stderr'] as const) if (pending[s]) process[s].write(tag + pending[s] + '\n');
-      const status = exitCode ?? code ?? (signal ? 128 : 1);
+      const status = exitCode ?? 1; // no 'exit' at all: the spawn itself failed ('error')
       resolve({ name, code: verdict ? (status === 0 ? 1 : status) : status, seconds: (Date.now() - t0) / 1000, output });
     });
   });

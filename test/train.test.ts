@@ -3,9 +3,11 @@ import { expect } from 'chai';
 import {
   BatchSampler,
   Denoiser,
+  FusedAdam,
   MlpDenoiser,
   Rng,
   UNetDenoiser,
+  createOptimizer,
   defaultMixture2d,
   energyDistance,
   gaussianMixture2d,
@@ -155,6 +157,11 @@ describe('training', () => {
     expect(await move('cosine', 0, 1)).to.be.closeTo(0.01, 1e-3 * 0.01);
     expect(await move('constant', 9, 10)).to.be.closeTo(0.01, 1e-3 * 0.01);
     const model = new MlpDenoiser({ hidden: 8, depth: 1, seed: 0 });
+    // A caller's optimizer gets its own rate back (a cosine run leaves it near 0 at the last step).
+    const own = createOptimizer(0.02) as FusedAdam;
+    await train({ model, schedule: s, data, steps: 3, batchSize: 8, lr: 0.01, lrSchedule: 'cosine', optimizer: own });
+    expect(own.learningRate).to.equal(0.02);
+    own.dispose();
     await expectRejects(() => train({ model, schedule: s, data, steps: 2, batchSize: 8, lrSchedule: 'step' as never }), /lrSchedule must be one of constant, cosine, got step/);
     await expectRejects(
       () => train({ model, schedule: s, data, steps: 2, batchSize: 8, lrSchedule: 'cosine', optimizer: tf.train.sgd(0.1) as unknown as tf.Optimizer }),

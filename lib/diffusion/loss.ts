@@ -108,12 +108,17 @@ export function vlbTermsFromEps(
   });
 }
 
+/** Each example's mean over dimensions of (eps_theta(x_t, t) - eps)^2, x_t drawn from x0 with eps: shape [batch]. */
+function perExampleSquaredError(model: Denoiser, s: Schedule, x0: tf.Tensor, t: Timestep, eps: tf.Tensor): tf.Tensor1D {
+  const xt = qSampleUnchecked(s, x0, t, eps);
+  const axes = x0.shape.slice(1).map((_, i) => i + 1);
+  return tf.squaredDifference(model.predictEps(xt, t), eps).mean(axes) as tf.Tensor1D;
+}
+
 /** The simple loss without checks: mean over batch and dimensions of (eps_theta(x_t, t) - eps)^2. */
 export function simpleLossUnchecked(model: Denoiser, s: Schedule, x0: tf.Tensor, t: Timestep, eps: tf.Tensor): tf.Scalar {
-  return tf.tidy(() => {
-    const xt = qSampleUnchecked(s, x0, t, eps);
-    return tf.squaredDifference(model.predictEps(xt, t), eps).mean() as tf.Scalar;
-  });
+  // Every example has the same number of dimensions, so the mean of the per-example means is the mean.
+  return tf.tidy(() => perExampleSquaredError(model, s, x0, t, eps).mean() as tf.Scalar);
 }
 
 /**
@@ -122,10 +127,7 @@ export function simpleLossUnchecked(model: Denoiser, s: Schedule, x0: tf.Tensor,
  */
 export function minSnrLossUnchecked(model: Denoiser, s: Schedule, x0: tf.Tensor, tValues: Int32Array, eps: tf.Tensor, gamma: number = MIN_SNR_GAMMA): tf.Scalar {
   return tf.tidy(() => {
-    const t = tf.tensor1d(tValues, 'int32');
-    const xt = qSampleUnchecked(s, x0, t, eps);
-    const axes = x0.shape.slice(1).map((_, i) => i + 1);
-    const perExample = tf.squaredDifference(model.predictEps(xt, t), eps).mean(axes);
+    const perExample = perExampleSquaredError(model, s, x0, tf.tensor1d(tValues, 'int32'), eps);
     const w = tf.tensor1d(Float32Array.from(tValues, (ti) => minSnrWeight(s, ti, gamma)));
     return perExample.mul(w).mean() as tf.Scalar;
   });

@@ -164,9 +164,7 @@ async function checkTrainOptions(o: TrainOptions): Promise<void> {
   if (o.emaDecay !== undefined) checkNumber('emaDecay', o.emaDecay, 0, 1, { hi: true });
   if (o.lrSchedule !== undefined) {
     checkLrSchedule(o.lrSchedule);
-    // tf.train's optimizers keep their rate in cached scalars, so only FusedAdam's can be moved
-    // (by its constructor: tf.Optimizer's Symbol.hasInstance makes any optimizer `instanceof FusedAdam`)
-    if (o.lrSchedule !== 'constant' && o.optimizer !== undefined && o.optimizer.constructor !== FusedAdam) {
+    if (o.lrSchedule !== 'constant' && o.optimizer !== undefined && !isFusedAdam(o.optimizer)) {
       throw new Error(`lrSchedule '${o.lrSchedule}' needs a FusedAdam optimizer (createOptimizer's), whose learningRate train() can lower; got ${o.optimizer.getClassName()}`);
     }
   }
@@ -306,17 +304,28 @@ export class BatchSampler {
  * view of it gives each of those calls the batch's classes. Call inside tf.variableGrads.
  */
 export function batchLoss(model: Denoiser, s: Schedule, lossType: LossType, x0: tf.Tensor, eps: tf.Tensor, tValues: Int32Array, cValues: Int32Array | null): tf.Scalar {
-  let net: Denoiser = model;
-  if (cValues) {
-    const c = tf.tensor1d(cValues, 'int32');
-    const m = model as unknown as ConditionalDenoiser;
-    net = { predictEps: (xt, tt) => m.predictEps(xt, tt, c) };
-  }
-  if (lossType === 'vlb') return vlbLossUnchecked(net, s, x0, tValues, eps);
-  if (lossType === 'minsnr') return minSnrLossUnchecked(net, s, x0, tValues, eps);
-  const t = tf.tensor1d(tValues, 'int32');
-  if (lossType === 'simple') return simpleLossUnchecked(net, s, x0, t, eps);
-  return hybridLossUnchecked(net, s, x0, t, tValues, eps);
+  return tf.tidy(() => {
+    let net: Denoiser = model;
+    if (cValues) {
+      const c = tf.tensor1d(cValues, 'int32');
+      const m = model as unknown as ConditionalDenoiser;
+      net = { predictEps: (xt, tt) => m.predictEps(xt, tt, c) };
+    }
+    if (lossType === 'vlb') return vlbLossUnchecked(net, s, x0, tValues, eps);
+    if (lossType === 'minsnr') return minSnrLossUnchecked(net, s, x0, tValues, eps);
+    const t = tf.tensor1d(tValues, 'int32');
+    if (lossType === 'simple') return simpleLossUnchecked(net, s, x0, t, eps);
+    return hybridLossUnchecked(net, s, x0, t, tValues, eps);
+  });
+}
+
+/**
+ * Whether `opt` is a FusedAdam, by its constructor: tf.Optimizer's Symbol.hasInstance makes any
+ * optimizer `instanceof FusedAdam`. Only FusedAdam's rate can be moved (tf.train's optimizers keep
+ * theirs in cached scalars).
+ */
+function isFusedAdam(opt: tf.Optimizer): opt is FusedAdam {
+  return opt.constructor === FusedAdam;
 }
 
 /** The optimizer train() uses unless given one: Adam with this learning rate. Resuming a run makes its optimizer here too. */
@@ -362,7 +371,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   const optimizer = o.optimizer ?? createOptimizer(o.lr ?? 1e-3);
   const lrSchedule: LrSchedule = o.lrSchedule ?? 'constant';
-  const baseLr = o.lr ?? (optimizer.constructor === FusedAdam ? (optimizer as FusedAdam).learningRate : 1e-3);
+  const baseLr = o.lr ?? (isFusedAdam(optimizer) ? optimizer.learningRate : 1e-3);
+  // A caller's optimizer gets its own rate back when the run ends: the schedule moves it step by step.
+  const lrBefore = isFusedAdam(optimizer) ? optimizer.learningRate : undefined;
   const vars = model.trainableVariables;
   const ema = o.ema ?? (o.emaDecay !== undefined ? model.clone() : null);
   const losses = new Float32Array(steps - first);
@@ -505,7 +516,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         losses[step - first - 1] = apply ? read[0] : NaN;
       }
       if (apply) {
-        if (lrSchedule !== 'constant') (optimizer as FusedAdam).learningRate = lrAt(lrSchedule, baseLr, step, steps);
+        if (lrSchedule !== 'constant' && isFusedAdam(optimizer)) optimizer.learningRate = lrAt(lrSchedule, baseLr, step, steps);
         tf.tidy(() => {
           optimizer.applyGradients(Object.keys(grads).map((name) => ({ name, tensor: grads[name] })));
           emaUpdate(step);
@@ -535,6 +546,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     throw e;
   } finally {
     if (!o.optimizer) optimizer.dispose();
+    else if (lrBefore !== undefined && isFusedAdam(optimizer)) optimizer.learningRate = lrBefore;
     await pool?.dispose();
   }
   return { losses: losses.slice(0, done - first), ema, seconds: (Date.now() - started) / 1000, step: done, stopped, skipped };

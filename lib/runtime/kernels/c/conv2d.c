@@ -33,6 +33,70 @@ INLINE int end_valid(int pad, int k, int s, int in, int out) {
 }
 
 /*
+ * A register tile of up to 4 rows (pixels, or input channels) by up to 2 vectors of 4 float32: the
+ * accumulators of tile_co, dx_tile and y_tile. R (rows) and V (vectors) are constants at every call
+ * site, so the unused accumulators vanish and the rest stay in registers (the build rejects any use
+ * of the stack).
+ */
+typedef struct {
+  v128_t a00, a01, a10, a11, a20, a21, a30, a31;
+} tile_t;
+
+INLINE tile_t tile_zero(void) {
+  const v128_t z = wasm_f32x4_splat(0.0f);
+  tile_t t = {z, z, z, z, z, z, z, z};
+  return t;
+}
+
+/* Row r of the tile is d + r * rowStep (V vectors); rows r >= R are not read. */
+INLINE tile_t tile_load(const float *d, int rowStep, int R, int V) {
+  tile_t t = tile_zero();
+  t.a00 = wasm_v128_load(d);
+  if (V > 1) t.a01 = wasm_v128_load(d + 4);
+  if (R > 1) t.a10 = wasm_v128_load(d + rowStep);
+  if (R > 1 && V > 1) t.a11 = wasm_v128_load(d + rowStep + 4);
+  if (R > 2) t.a20 = wasm_v128_load(d + 2 * rowStep);
+  if (R > 2 && V > 1) t.a21 = wasm_v128_load(d + 2 * rowStep + 4);
+  if (R > 3) t.a30 = wasm_v128_load(d + 3 * rowStep);
+  if (R > 3 && V > 1) t.a31 = wasm_v128_load(d + 3 * rowStep + 4);
+  return t;
+}
+
+INLINE void tile_store(tile_t t, float *d, int rowStep, int R, int V) {
+  wasm_v128_store(d, t.a00);
+  if (V > 1) wasm_v128_store(d + 4, t.a01);
+  if (R > 1) wasm_v128_store(d + rowStep, t.a10);
+  if (R > 1 && V > 1) wasm_v128_store(d + rowStep + 4, t.a11);
+  if (R > 2) wasm_v128_store(d + 2 * rowStep, t.a20);
+  if (R > 2 && V > 1) wasm_v128_store(d + 2 * rowStep + 4, t.a21);
+  if (R > 3) wasm_v128_store(d + 3 * rowStep, t.a30);
+  if (R > 3 && V > 1) wasm_v128_store(d + 3 * rowStep + 4, t.a31);
+}
+
+/* Row r += s[r * sStep] (one float, splat) times the vectors v0 (and v1 when V > 1). */
+INLINE tile_t tile_fma(tile_t t, const float *s, int sStep, v128_t v0, v128_t v1, int R, int V) {
+  v128_t x = wasm_v128_load32_splat(s);
+  t.a00 = wasm_f32x4_add(t.a00, wasm_f32x4_mul(x, v0));
+  if (V > 1) t.a01 = wasm_f32x4_add(t.a01, wasm_f32x4_mul(x, v1));
+  if (R > 1) {
+    x = wasm_v128_load32_splat(s + sStep);
+    t.a10 = wasm_f32x4_add(t.a10, wasm_f32x4_mul(x, v0));
+    if (V > 1) t.a11 = wasm_f32x4_add(t.a11, wasm_f32x4_mul(x, v1));
+  }
+  if (R > 2) {
+    x = wasm_v128_load32_splat(s + 2 * sStep);
+    t.a20 = wasm_f32x4_add(t.a20, wasm_f32x4_mul(x, v0));
+    if (V > 1) t.a21 = wasm_f32x4_add(t.a21, wasm_f32x4_mul(x, v1));
+  }
+  if (R > 3) {
+    x = wasm_v128_load32_splat(s + 3 * sStep);
+    t.a30 = wasm_f32x4_add(t.a30, wasm_f32x4_mul(x, v0));
+    if (V > 1) t.a31 = wasm_f32x4_add(t.a31, wasm_f32x4_mul(x, v1));
+  }
+  return t;
+}
+
+/*
  * Path A (outC a multiple of 4): the block dw[tap, c0 .. c0+R, o0 .. o0+4V] for R <= 4 input
  * channels and V <= 2 vectors of 4 output channels, summed over one image's valid pixels and added
  * to what dw holds (or stored, for the first image). R and V are constants at every call site, so
@@ -41,58 +105,18 @@ INLINE int end_valid(int pad, int k, int s, int in, int out) {
 INLINE void tile_co(const float *xb, const float *dyb, float *dwt, int first, int R, int V,
                     int c0, int o0, int inW, int inC, int outW, int outC,
                     int y0, int y1, int x0, int x1, int sh, int sw, int iy0, int ix0) {
-  v128_t a00, a01, a10, a11, a20, a21, a30, a31;
-  float *w0 = dwt + (c0 + 0) * outC + o0;
-  float *w1 = dwt + (c0 + 1) * outC + o0;
-  float *w2 = dwt + (c0 + 2) * outC + o0;
-  float *w3 = dwt + (c0 + 3) * outC + o0;
-  if (first) {
-    a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = wasm_f32x4_splat(0.0f);
-  } else {
-    a00 = wasm_v128_load(w0);
-    a01 = V > 1 ? wasm_v128_load(w0 + 4) : a00;
-    a10 = R > 1 ? wasm_v128_load(w1) : a00;
-    a11 = R > 1 && V > 1 ? wasm_v128_load(w1 + 4) : a00;
-    a20 = R > 2 ? wasm_v128_load(w2) : a00;
-    a21 = R > 2 && V > 1 ? wasm_v128_load(w2 + 4) : a00;
-    a30 = R > 3 ? wasm_v128_load(w3) : a00;
-    a31 = R > 3 && V > 1 ? wasm_v128_load(w3 + 4) : a00;
-  }
+  float *d = dwt + c0 * outC + o0;
+  tile_t t = first ? tile_zero() : tile_load(d, outC, R, V);
   const int xStep = sw * inC;
   for (int y = y0; y < y1; y++) {
     const float *xp = xb + ((y * sh + iy0) * inW + (x0 * sw + ix0)) * inC + c0;
     const float *dp = dyb + (y * outW + x0) * outC + o0;
     for (int x = x0; x < x1; x++, xp += xStep, dp += outC) {
-      v128_t d0 = wasm_v128_load(dp);
-      v128_t d1 = V > 1 ? wasm_v128_load(dp + 4) : d0;
-      v128_t s = wasm_v128_load32_splat(xp);
-      a00 = wasm_f32x4_add(a00, wasm_f32x4_mul(s, d0));
-      if (V > 1) a01 = wasm_f32x4_add(a01, wasm_f32x4_mul(s, d1));
-      if (R > 1) {
-        s = wasm_v128_load32_splat(xp + 1);
-        a10 = wasm_f32x4_add(a10, wasm_f32x4_mul(s, d0));
-        if (V > 1) a11 = wasm_f32x4_add(a11, wasm_f32x4_mul(s, d1));
-      }
-      if (R > 2) {
-        s = wasm_v128_load32_splat(xp + 2);
-        a20 = wasm_f32x4_add(a20, wasm_f32x4_mul(s, d0));
-        if (V > 1) a21 = wasm_f32x4_add(a21, wasm_f32x4_mul(s, d1));
-      }
-      if (R > 3) {
-        s = wasm_v128_load32_splat(xp + 3);
-        a30 = wasm_f32x4_add(a30, wasm_f32x4_mul(s, d0));
-        if (V > 1) a31 = wasm_f32x4_add(a31, wasm_f32x4_mul(s, d1));
-      }
+      const v128_t d0 = wasm_v128_load(dp);
+      t = tile_fma(t, xp, 1, d0, V > 1 ? wasm_v128_load(dp + 4) : d0, R, V);
     }
   }
-  wasm_v128_store(w0, a00);
-  if (V > 1) wasm_v128_store(w0 + 4, a01);
-  if (R > 1) wasm_v128_store(w1, a10);
-  if (R > 1 && V > 1) wasm_v128_store(w1 + 4, a11);
-  if (R > 2) wasm_v128_store(w2, a20);
-  if (R > 2 && V > 1) wasm_v128_store(w2 + 4, a21);
-  if (R > 3) wasm_v128_store(w3, a30);
-  if (R > 3 && V > 1) wasm_v128_store(w3 + 4, a31);
+  tile_store(t, d, outC, R, V);
 }
 
 #define TILE_CO(R, V) \
@@ -236,8 +260,7 @@ __attribute__((export_name("conv2d_backprop_filter"))) int conv2d_backprop_filte
 INLINE void dx_tile(const float *dyb, const float *wT, float *dxp, int P, int V, int c0, int r, int c,
                     int inC, int outH, int outW, int outC, int kh, int kw, int sh, int sw,
                     int padTop, int padLeft) {
-  v128_t a00 = wasm_f32x4_splat(0.0f), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
-         a30 = a00, a31 = a00;
+  tile_t t = tile_zero();
   for (int i = 0; i < kh; i++) {
     const int ty = r + padTop - i;
     if (ty < 0 || ty % sh != 0) continue;
@@ -251,38 +274,12 @@ INLINE void dx_tile(const float *dyb, const float *wT, float *dxp, int P, int V,
       const float *dp = dyb + (y * outW + x) * outC;
       const float *wp = wT + (i * kw + j) * outC * inC + c0;
       for (int o = 0; o < outC; o++, dp++, wp += inC) {
-        v128_t w0 = wasm_v128_load(wp);
-        v128_t w1 = V > 1 ? wasm_v128_load(wp + 4) : w0;
-        v128_t s = wasm_v128_load32_splat(dp);
-        a00 = wasm_f32x4_add(a00, wasm_f32x4_mul(s, w0));
-        if (V > 1) a01 = wasm_f32x4_add(a01, wasm_f32x4_mul(s, w1));
-        if (P > 1) {
-          s = wasm_v128_load32_splat(dp + outC);
-          a10 = wasm_f32x4_add(a10, wasm_f32x4_mul(s, w0));
-          if (V > 1) a11 = wasm_f32x4_add(a11, wasm_f32x4_mul(s, w1));
-          s = wasm_v128_load32_splat(dp + 2 * outC);
-          a20 = wasm_f32x4_add(a20, wasm_f32x4_mul(s, w0));
-          if (V > 1) a21 = wasm_f32x4_add(a21, wasm_f32x4_mul(s, w1));
-          s = wasm_v128_load32_splat(dp + 3 * outC);
-          a30 = wasm_f32x4_add(a30, wasm_f32x4_mul(s, w0));
-          if (V > 1) a31 = wasm_f32x4_add(a31, wasm_f32x4_mul(s, w1));
-        }
+        const v128_t w0 = wasm_v128_load(wp);
+        t = tile_fma(t, dp, outC, w0, V > 1 ? wasm_v128_load(wp + 4) : w0, P, V);
       }
     }
   }
-  float *d = dxp + c0;
-  wasm_v128_store(d, a00);
-  if (V > 1) wasm_v128_store(d + 4, a01);
-  if (P > 1) {
-    wasm_v128_store(d + inC, a10);
-    wasm_v128_store(d + 2 * inC, a20);
-    wasm_v128_store(d + 3 * inC, a30);
-    if (V > 1) {
-      wasm_v128_store(d + inC + 4, a11);
-      wasm_v128_store(d + 2 * inC + 4, a21);
-      wasm_v128_store(d + 3 * inC + 4, a31);
-    }
-  }
+  tile_store(t, dxp + c0, inC, P, V);
 }
 
 #define DX_TILE(P, V) \
@@ -359,8 +356,7 @@ __attribute__((export_name("conv2d_backprop_input"))) int conv2d_backprop_input(
 INLINE void y_tile(const float *xb, const float *w, float *yp, int P, int V, int o0, int r, int c,
                    int inH, int inW, int inC, int outC, int kh, int kw, int sh, int sw,
                    int padTop, int padLeft) {
-  v128_t a00 = wasm_f32x4_splat(0.0f), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
-         a30 = a00, a31 = a00;
+  tile_t t = tile_zero();
   const int pixStep = sw * inC; /* from one output pixel's input to the next one's */
   for (int i = 0; i < kh; i++) {
     const int iy = r * sh + i - padTop;
@@ -371,38 +367,12 @@ INLINE void y_tile(const float *xb, const float *w, float *yp, int P, int V, int
       const float *xp = xb + (iy * inW + ix) * inC;
       const float *wp = w + (i * kw + j) * inC * outC + o0;
       for (int ci = 0; ci < inC; ci++, xp++, wp += outC) {
-        v128_t w0 = wasm_v128_load(wp);
-        v128_t w1 = V > 1 ? wasm_v128_load(wp + 4) : w0;
-        v128_t s = wasm_v128_load32_splat(xp);
-        a00 = wasm_f32x4_add(a00, wasm_f32x4_mul(s, w0));
-        if (V > 1) a01 = wasm_f32x4_add(a01, wasm_f32x4_mul(s, w1));
-        if (P > 1) {
-          s = wasm_v128_load32_splat(xp + pixStep);
-          a10 = wasm_f32x4_add(a10, wasm_f32x4_mul(s, w0));
-          if (V > 1) a11 = wasm_f32x4_add(a11, wasm_f32x4_mul(s, w1));
-          s = wasm_v128_load32_splat(xp + 2 * pixStep);
-          a20 = wasm_f32x4_add(a20, wasm_f32x4_mul(s, w0));
-          if (V > 1) a21 = wasm_f32x4_add(a21, wasm_f32x4_mul(s, w1));
-          s = wasm_v128_load32_splat(xp + 3 * pixStep);
-          a30 = wasm_f32x4_add(a30, wasm_f32x4_mul(s, w0));
-          if (V > 1) a31 = wasm_f32x4_add(a31, wasm_f32x4_mul(s, w1));
-        }
+        const v128_t w0 = wasm_v128_load(wp);
+        t = tile_fma(t, xp, pixStep, w0, V > 1 ? wasm_v128_load(wp + 4) : w0, P, V);
       }
     }
   }
-  float *d = yp + o0;
-  wasm_v128_store(d, a00);
-  if (V > 1) wasm_v128_store(d + 4, a01);
-  if (P > 1) {
-    wasm_v128_store(d + outC, a10);
-    wasm_v128_store(d + 2 * outC, a20);
-    wasm_v128_store(d + 3 * outC, a30);
-    if (V > 1) {
-      wasm_v128_store(d + outC + 4, a11);
-      wasm_v128_store(d + 2 * outC + 4, a21);
-      wasm_v128_store(d + 3 * outC + 4, a31);
-    }
-  }
+  tile_store(t, yp + o0, outC, P, V);
 }
 
 #define Y_TILE(P, V) \

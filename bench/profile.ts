@@ -7,7 +7,9 @@
  * time (user + system), and both medians. `--route xnnpack` sends Conv2DBackpropFilter down the
  * XNNPACK route instead of the SIMD kernel (lib/runtime/kernels/c/) for the whole run; `--steps N`
  * then times N more steps (wall and process CPU ms, one JSON line) for A/B runs in alternating processes;
- * `--model mnist` profiles the library's default (MNIST) U-Net instead.
+ * `--model mnist` profiles the library's default (MNIST) U-Net instead. `--ab-conv N`: N steps
+ * alternating between the convolution routes 'direct' (the SIMD kernels without Winograd) and
+ * 'auto' (Winograd's F(2x2, 3x3) where it applies), each step's process CPU time, both medians.
  */
 import * as tf from '@tensorflow/tfjs';
 import {
@@ -32,7 +34,9 @@ async function main(): Promise<void> {
   const route = (routeAt >= 0 ? args[routeAt + 1] : 'auto') as ConvRoute;
   const stepsAt = args.indexOf('--steps');
   const steps = stepsAt >= 0 ? Number(args[stepsAt + 1]) : 0;
-  const batch = Number(args.find((a, i) => /^\d+$/.test(a) && !['--ab', '--steps'].includes(args[i - 1])) ?? 32);
+  const abConvAt = args.indexOf('--ab-conv');
+  const abConv = abConvAt >= 0 ? Number(args[abConvAt + 1]) : 0;
+  const batch = Number(args.find((a, i) => /^\d+$/.test(a) && !['--ab', '--steps', '--ab-conv'].includes(args[i - 1])) ?? 32);
   await useBestBackend({ prefer: 'wasm' });
   setConvRoute(route);
   // --model mnist: the library's default (MNIST) U-Net, the bench's unet workload, instead of notebook 07's cpu size.
@@ -82,6 +86,22 @@ async function main(): Promise<void> {
       cpu.push((d.user + d.system) / 1000);
     }
     console.log(JSON.stringify({ route, batch, model: mnist ? 'mnist' : 'cpu-size', wallMs: wall.map((v) => +v.toFixed(1)), cpuMs: cpu.map((v) => +v.toFixed(1)), medianWallMs: median(wall), medianCpuMs: median(cpu) }));
+  }
+  if (abConv > 0) {
+    const byRoute: Record<'direct' | 'auto', number[]> = { direct: [], auto: [] };
+    for (let i = 0; i < abConv; i++) {
+      for (const r of (i % 2 ? ['auto', 'direct'] : ['direct', 'auto']) as ('direct' | 'auto')[]) {
+        setConvRoute(r);
+        const c0 = process.cpuUsage();
+        tf.dispose(step());
+        const d = process.cpuUsage(c0);
+        byRoute[r].push((d.user + d.system) / 1000);
+      }
+    }
+    setConvRoute(route);
+    const d = median(byRoute.direct);
+    const w = median(byRoute.auto);
+    console.log(`CPU ms per step, ${abConv} alternating pairs: direct ${d.toFixed(0)} [${Math.min(...byRoute.direct).toFixed(0)}-${Math.max(...byRoute.direct).toFixed(0)}], auto (Winograd) ${w.toFixed(0)} [${Math.min(...byRoute.auto).toFixed(0)}-${Math.max(...byRoute.auto).toFixed(0)}], ratio ${(d / w).toFixed(2)}`);
   }
   if (ab > 0) {
     const cpuMs = (): number => {

@@ -10,6 +10,8 @@
  * N = kh kw inC and kh kw outC). Summed in any
  * order, |fl(sum) - sum| <= gamma_{N+1} sum |x dy| with gamma_n = n u / (1 - n u), u = 2^-24 (the
  * +1 for the rounding of each product); the float64 reference is exact to far below that.
+ * Winograd's F(2x2, 3x3) (3x3 stride-1 'same' y and dx) computes another expression of the same
+ * value: its bound is gamma_(C + 10) times that expression with absolute values (winogradReference).
  */
 import { execFileSync, spawnSync } from 'child_process';
 import * as path from 'path';
@@ -130,13 +132,77 @@ function referenceY(c: Case, x: Float32Array, w: Float32Array): { dw: Float64Arr
   return { dw: y, mag, terms: c.k[0] * c.k[1] * c.x[3] };
 }
 
-function expectWithinRounding(actual: ArrayLike<number>, ref: { dw: Float64Array; mag: Float64Array; terms: number }, what: string): void {
-  const n = ref.terms + 1;
+/**
+ * Winograd F(2x2, 3x3)'s bound for a 3x3 stride-1 'same' convolution of a [B, H, W, C] (zeros
+ * outside) by the filter g(i, j, c, o), O output channels: per output entry the same expression
+ * with absolute values, |A|^T [ sum over c of (|G| |g| |G|^T) (.) (|B|^T |d| |B|) ] |A| (see
+ * c/conv2d.c), and the rounding depth C + 10 (4 roundings in U, 2 in V, C in the dot product over
+ * c, 4 in the output transform). The values are the float64 sums by the definition (`exact`).
+ */
+function winogradReference(
+  shape: [number, number, number, number],
+  O: number,
+  a: Float32Array,
+  g: (i: number, j: number, c: number, o: number) => number,
+  exact: Float64Array,
+): { dw: Float64Array; mag: Float64Array; terms: number; depth: number } {
+  const [B, H, W, C] = shape;
+  const absB = [[1, 0, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 0, 1]]; // |B^T|
+  const absG = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], [0, 0, 1]];
+  const absA = [[1, 1, 1, 0], [0, 1, 1, 1]]; // |A^T|
+  // |U| for every (c, o): |G| |g| |G|^T
+  const U = new Float64Array(C * O * 16);
+  for (let c = 0; c < C; c++)
+    for (let o = 0; o < O; o++)
+      for (let p = 0; p < 4; p++)
+        for (let q = 0; q < 4; q++) {
+          let v = 0;
+          for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) v += absG[p][i] * Math.abs(g(i, j, c, o)) * absG[q][j];
+          U[(c * O + o) * 16 + p * 4 + q] = v;
+        }
+  const mag = new Float64Array(B * H * W * O);
+  const V = new Float64Array(16);
+  const M = new Float64Array(O * 16);
+  for (let b = 0; b < B; b++)
+    for (let ty = 0; ty < Math.ceil(H / 2); ty++)
+      for (let tx = 0; tx < Math.ceil(W / 2); tx++) {
+        M.fill(0);
+        for (let c = 0; c < C; c++) {
+          const d = (r: number, k: number) => {
+            const y = 2 * ty - 1 + r;
+            const x = 2 * tx - 1 + k;
+            return y < 0 || y >= H || x < 0 || x >= W ? 0 : Math.abs(a[((b * H + y) * W + x) * C + c]);
+          };
+          for (let p = 0; p < 4; p++)
+            for (let q = 0; q < 4; q++) {
+              let v = 0;
+              for (let r = 0; r < 4; r++) for (let k = 0; k < 4; k++) v += absB[p][r] * d(r, k) * absB[q][k];
+              V[p * 4 + q] = v;
+            }
+          for (let o = 0; o < O; o++) for (let pq = 0; pq < 16; pq++) M[o * 16 + pq] += U[(c * O + o) * 16 + pq] * V[pq];
+        }
+        for (let u = 0; u < 2; u++)
+          for (let v = 0; v < 2; v++) {
+            const y = 2 * ty + u;
+            const x = 2 * tx + v;
+            if (y >= H || x >= W) continue;
+            for (let o = 0; o < O; o++) {
+              let m = 0;
+              for (let p = 0; p < 4; p++) for (let q = 0; q < 4; q++) m += absA[u][p] * M[o * 16 + p * 4 + q] * absA[v][q];
+              mag[((b * H + y) * W + x) * O + o] = m;
+            }
+          }
+      }
+  return { dw: exact, mag, terms: C, depth: C + 10 };
+}
+
+function expectWithinRounding(actual: ArrayLike<number>, ref: { dw: Float64Array; mag: Float64Array; terms: number; depth?: number }, what: string): void {
+  const n = ref.depth ?? ref.terms + 1;
   const gamma = (n * U) / (1 - n * U);
   expect(actual.length, `${what}: length`).to.equal(ref.dw.length);
   for (let k = 0; k < ref.dw.length; k++) {
     const tol = gamma * ref.mag[k];
-    if (!(Math.abs(actual[k] - ref.dw[k]) <= tol)) expect.fail(`${what}[${k}] = ${actual[k]}, the float64 sum is ${ref.dw[k]}, allowed ${tol.toExponential(2)} (gamma_${n} sum |x dy|)`);
+    if (!(Math.abs(actual[k] - ref.dw[k]) <= tol)) expect.fail(`${what}[${k}] = ${actual[k]}, the float64 sum is ${ref.dw[k]}, allowed ${tol.toExponential(2)} (gamma_${n} times the sum of |terms|)`);
   }
 }
 
@@ -188,6 +254,11 @@ function inputGrad(c: Case, dy: Float32Array, w: Float32Array): Float32Array {
     } as never) as tf.Tensor;
     return dx.dataSync() as Float32Array;
   });
+}
+
+/** Whether Winograd's F(2x2, 3x3) takes this case (forward and input gradient): 3x3, stride 1, 'same', both channel counts multiples of 4. */
+function winogradCase(c: Case): boolean {
+  return c.k[0] === 3 && c.k[1] === 3 && c.stride[0] === 1 && c.stride[1] === 1 && c.pad === 'same' && c.x[3] % 4 === 0 && c.outC % 4 === 0;
 }
 
 /** Random cases: odd sizes, both SIMD paths (outC % 4 == 0; inC % 4 == 0 with outC odd) and their tails. */
@@ -336,7 +407,47 @@ describe('wasm SIMD convolution and its gradients (lib/runtime/kernels/c/conv2d.
     }
   });
 
-  // y: outC a multiple of 4 takes the SIMD kernel, any other outC the package's XNNPACK Conv2D; widths that give blocks of four and edge pixels.
+  it('Winograd writes y and its scratch and not one other byte of the memory; it declines channel counts not multiples of 4', () => {
+    const mod = new WebAssembly.Module(Buffer.from(SIMD_WASM_BASE64, 'base64'));
+    const fn = (memory: WebAssembly.Memory) => new WebAssembly.Instance(mod, { env: { memory } }).exports.conv2d_winograd as (...a: number[]) => number;
+    for (const [B, H, W, C, O, flip] of [[2, 7, 5, 8, 12, 0], [1, 6, 9, 12, 4, 1]]) {
+      const memory = new WebAssembly.Memory({ initial: 4 });
+      const heap = new Uint8Array(memory.buffer);
+      heap.fill(0x69);
+      const r = rng(17);
+      const x = fill(B * H * W * C, r);
+      const w = fill(9 * C * O, r);
+      const xAt = 65536 + 16;
+      const wAt = xAt + x.byteLength + 48;
+      const sAt = wAt + w.byteLength + 32;
+      const sLen = 16 * C * O + 64 * C + 64 * O;
+      const yAt = sAt + 4 * sLen + 64;
+      const yLen = B * H * W * O;
+      new Float32Array(memory.buffer, xAt, x.length).set(x);
+      new Float32Array(memory.buffer, wAt, w.length).set(w);
+      const before = heap.slice();
+      expect(fn(memory)(xAt, wAt, sAt, yAt, B, H, W, C, O, flip), 'return code').to.equal(0);
+      const after = new Uint8Array(memory.buffer);
+      const inside = (i: number) => (i >= sAt && i < sAt + 4 * sLen) || (i >= yAt && i < yAt + 4 * yLen);
+      let changedOutside = 0;
+      for (let i = 0; i < after.length; i++) if (!inside(i) && after[i] !== before[i]) changedOutside++;
+      expect(changedOutside, `bytes written outside y and the scratch ([${[B, H, W, C]}] to ${O}, flip ${flip})`).to.equal(0);
+      // the flipped filter is [3, 3, O, C] read as the forward filter of the input gradient
+      const g = flip ? (i: number, j: number, a: number, b: number) => w[(((2 - i) * 3 + (2 - j)) * O + b) * C + a] : (i: number, j: number, a: number, b: number) => w[((i * 3 + j) * C + a) * O + b];
+      const wDef = new Float32Array(9 * C * O);
+      for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) for (let a = 0; a < C; a++) for (let b = 0; b < O; b++) wDef[((i * 3 + j) * C + a) * O + b] = g(i, j, a, b);
+      const c: Case = { x: [B, H, W, C], k: [3, 3], outC: O, stride: [1, 1], pad: 'same' };
+      expectWithinRounding(new Float32Array(memory.buffer, yAt, yLen), winogradReference(c.x, O, x, g, referenceY(c, x, wDef).dw), `Winograd y (flip ${flip})`);
+      const snapshot = after.slice();
+      expect(fn(memory)(xAt, wAt, sAt, yAt, 1, 3, 3, 3, 4, 0), 'return code for 3 input channels').to.equal(1);
+      expect(fn(memory)(xAt, wAt, sAt, yAt, 1, 3, 3, 4, 6, 0), 'return code for 6 output channels').to.equal(1);
+      expect(Buffer.from(new Uint8Array(memory.buffer)).equals(Buffer.from(snapshot)), 'memory untouched after declining').to.equal(true);
+    }
+  });
+
+  // y: a 3x3 stride-1 'same' convolution with both channel counts multiples of 4 takes Winograd's
+  // F(2x2, 3x3), any other with outC a multiple of 4 the direct SIMD kernel, any other outC the
+  // package's XNNPACK Conv2D; widths that give blocks of four and edge pixels, odd sizes for Winograd's tiles.
   const yCases: Case[] = [
     { x: [2, 28, 28, 1], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' },
     { x: [2, 28, 28, 16], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' },
@@ -344,10 +455,14 @@ describe('wasm SIMD convolution and its gradients (lib/runtime/kernels/c/conv2d.
     { x: [2, 14, 14, 48], k: [3, 3], outC: 32, stride: [1, 1], pad: 'same' },
     { x: [2, 14, 14, 64], k: [1, 1], outC: 32, stride: [1, 1], pad: 'same' },
     { x: [2, 28, 28, 16], k: [3, 3], outC: 1, stride: [1, 1], pad: 'same' },
+    { x: [3, 7, 9, 8], k: [3, 3], outC: 12, stride: [1, 1], pad: 'same' },
+    { x: [2, 1, 3, 4], k: [3, 3], outC: 8, stride: [1, 1], pad: 'same' },
+    { x: [1, 5, 6, 20], k: [3, 3], outC: 4, stride: [1, 1], pad: 'same' },
     ...randomCases(14, 4242).map((c) => ({ ...c, outC: c.outC % 4 === 0 ? c.outC : c.x[3] % 3 === 0 ? c.outC : 4 * Math.ceil(c.outC / 4), x: [c.x[0], c.x[1], c.x[2] + 3, c.x[3]] as Case['x'] })),
   ];
   for (const c of yCases) {
-    it(`y matches the float64 sum and the cpu backend (${c.outC % 4 === 0 ? 'SIMD' : 'XNNPACK'}): ${name(c)}`, async () => {
+    const wino = winogradCase(c);
+    it(`y matches the float64 sum and the cpu backend (${wino ? 'Winograd, then direct SIMD' : c.outC % 4 === 0 ? 'SIMD' : 'XNNPACK'}): ${name(c)}`, async () => {
       const r = rng(c.x.reduce((a, b) => a * 13 + b, c.outC + c.stride[1]));
       const x = fill(c.x.reduce((a, b) => a * b, 1), r);
       const w = fill(c.k[0] * c.k[1] * c.x[3] * c.outC, r);
@@ -357,19 +472,34 @@ describe('wasm SIMD convolution and its gradients (lib/runtime/kernels/c/conv2d.
       await useBestBackend({ prefer: 'wasm' });
       const tensors = tf.memory().numTensors;
       const buffers = tf.backend().numDataIds();
-      const ran = simdCalls().conv2d_forward;
+      const ran = simdCalls();
       const simd = convForward(c, x, w);
-      expect(simdCalls().conv2d_forward - ran, 'SIMD forward kernel calls').to.equal(c.outC % 4 === 0 ? 1 : 0);
+      expect(simdCalls().conv2d_winograd - ran.conv2d_winograd, 'Winograd kernel calls').to.equal(wino ? 1 : 0);
+      expect(simdCalls().conv2d_forward - ran.conv2d_forward, 'direct SIMD forward kernel calls').to.equal(!wino && c.outC % 4 === 0 ? 1 : 0);
       expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
-      expect(tf.backend().numDataIds(), 'wasm buffers left behind').to.equal(buffers);
-      expectWithinRounding(simd, ref, 'wasm y');
+      expect(tf.backend().numDataIds(), 'wasm buffers left behind (the scratch included)').to.equal(buffers);
+      if (wino) {
+        expectWithinRounding(simd, winogradReference(c.x, c.outC, x, (i, j, ci, co) => w[((i * 3 + j) * c.x[3] + ci) * c.outC + co], ref.dw), 'wasm y, Winograd');
+        setConvRoute('direct');
+        try {
+          const before = simdCalls();
+          expectWithinRounding(convForward(c, x, w), ref, 'wasm y, direct SIMD route');
+          expect(simdCalls().conv2d_forward - before.conv2d_forward, 'direct calls on the direct route').to.equal(1);
+          expect(simdCalls().conv2d_winograd, 'Winograd calls on the direct route').to.equal(before.conv2d_winograd);
+        } finally {
+          setConvRoute('auto');
+        }
+      } else {
+        expectWithinRounding(simd, ref, 'wasm y');
+      }
       expectWithinRounding(cpu, ref, 'cpu y');
-      // forced to the package's kernel: within rounding too, and the SIMD kernel not called
+      // forced to the package's kernel: within rounding too, and no SIMD kernel called
       setConvRoute('xnnpack');
       try {
-        const before = simdCalls().conv2d_forward;
+        const before = simdCalls();
         expectWithinRounding(convForward(c, x, w), ref, 'wasm y, XNNPACK route');
-        expect(simdCalls().conv2d_forward, 'SIMD calls on the XNNPACK route').to.equal(before);
+        expect(simdCalls().conv2d_forward, 'SIMD calls on the XNNPACK route').to.equal(before.conv2d_forward);
+        expect(simdCalls().conv2d_winograd, 'Winograd calls on the XNNPACK route').to.equal(before.conv2d_winograd);
       } finally {
         setConvRoute('auto');
       }
@@ -409,17 +539,22 @@ describe('wasm SIMD convolution and its gradients (lib/runtime/kernels/c/conv2d.
     });
   }
 
-  // dx: inC a multiple of 4 (the kernel's vectors run along it), any outC; widths that give blocks of four and edge pixels.
+  // dx: inC a multiple of 4 (the kernel's vectors run along it), any outC; widths that give blocks
+  // of four and edge pixels. A 3x3 stride-1 'same' one with outC a multiple of 4 too takes Winograd's
+  // F(2x2, 3x3) (the convolution of dy with the flipped filter), then is checked on the direct route.
   const dxCases: Case[] = [
     { x: [2, 28, 28, 16], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' },
     { x: [2, 28, 28, 16], k: [3, 3], outC: 1, stride: [1, 1], pad: 'same' },
     { x: [2, 28, 28, 16], k: [3, 3], outC: 16, stride: [2, 2], pad: 'same' },
     { x: [2, 14, 14, 48], k: [3, 3], outC: 32, stride: [1, 1], pad: 'same' },
     { x: [2, 14, 14, 64], k: [1, 1], outC: 32, stride: [1, 1], pad: 'same' },
+    { x: [3, 7, 9, 12], k: [3, 3], outC: 8, stride: [1, 1], pad: 'same' },
+    { x: [2, 3, 1, 8], k: [3, 3], outC: 4, stride: [1, 1], pad: 'same' },
     ...randomCases(12, 77).map((c) => ({ ...c, x: [c.x[0], c.x[1], c.x[2] + 4, 4 * Math.ceil(c.x[3] / 4)] as Case['x'] })),
   ];
   for (const c of dxCases) {
-    it(`dx matches the float64 sum and the cpu backend: ${name(c)}`, async () => {
+    const wino = winogradCase(c);
+    it(`dx matches the float64 sum and the cpu backend${wino ? ' (Winograd, then direct SIMD)' : ''}: ${name(c)}`, async () => {
       const { outH, outW } = geometry(c);
       const r = rng(c.x.reduce((a, b) => a * 17 + b, c.outC + c.k[0]));
       const dy = fill(c.x[0] * outH * outW * c.outC, r);
@@ -431,11 +566,22 @@ describe('wasm SIMD convolution and its gradients (lib/runtime/kernels/c/conv2d.
       setConvRoute('simd');
       const tensors = tf.memory().numTensors;
       const buffers = tf.backend().numDataIds();
+      const ran = simdCalls();
       const simd = inputGrad(c, dy, w);
+      expect(simdCalls().conv2d_winograd - ran.conv2d_winograd, 'Winograd kernel calls').to.equal(wino ? 1 : 0);
       expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
       expect(tf.backend().numDataIds(), 'wasm buffers left behind (the scratch included)').to.equal(buffers);
+      if (wino) {
+        // dy [B, H, W, outC] by the flipped filter: g(i, j, a, b) = w[2 - i, 2 - j, b, a]
+        const C = c.x[3];
+        const g = (i: number, j: number, a: number, b: number) => w[(((2 - i) * 3 + (2 - j)) * C + b) * c.outC + a];
+        expectWithinRounding(simd, winogradReference([c.x[0], c.x[1], c.x[2], c.outC], C, dy, g, ref.dw), 'wasm dx, Winograd');
+        setConvRoute('direct');
+        expectWithinRounding(inputGrad(c, dy, w), ref, 'wasm dx, direct SIMD route');
+      } else {
+        expectWithinRounding(simd, ref, 'wasm SIMD dx');
+      }
       setConvRoute('auto');
-      expectWithinRounding(simd, ref, 'wasm SIMD dx');
       expectWithinRounding(cpu, ref, 'cpu dx');
     });
   }
@@ -467,6 +613,6 @@ describe('wasm SIMD convolution and its gradients (lib/runtime/kernels/c/conv2d.
   });
 
   it('setConvRoute rejects an unknown route, naming it and the valid ones', () => {
-    expect(() => setConvRoute('fast' as never)).to.throw(/route must be 'auto', 'simd' or 'xnnpack', got 'fast'/);
+    expect(() => setConvRoute('fast' as never)).to.throw(/route must be one of 'auto', 'simd', 'direct', 'xnnpack', got 'fast'/);
   });
 });

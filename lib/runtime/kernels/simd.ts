@@ -1,6 +1,7 @@
 /**
  * The project's own wasm SIMD kernels (lib/runtime/kernels/c/conv2d.c and groupnorm.c, built by
- * build-wasm.js into simd-wasm.ts): a 2-D convolution forward, its filter and input gradients, and
+ * build-wasm.js into simd-wasm.ts): a 2-D convolution forward (direct, and Winograd's F(2x2, 3x3)
+ * for 3x3 stride-1 'same' ones, which the input gradient uses too), its filter and input gradients, and
  * GroupNorm-SiLU forward and backward, run straight on tfjs-wasm's heap. The module imports the
  * backend's WebAssembly.Memory, so every tensor is passed as a byte offset into it and nothing is
  * copied. One instance per memory, made on first use.
@@ -24,6 +25,7 @@ type Forward = (
   x: number, w: number, y: number, batch: number, inH: number, inW: number, inC: number,
   outH: number, outW: number, outC: number, kh: number, kw: number, sh: number, sw: number, padTop: number, padLeft: number,
 ) => number;
+type Winograd = (x: number, w: number, scratch: number, y: number, batch: number, H: number, W: number, inC: number, outC: number, flip: number) => number;
 type NormForward = (
   x: number, bias: number, gamma: number, beta: number, y: number, mean: number, rstd: number, s: number,
   facc: number, dacc: number, N: number, P: number, C: number, G: number, eps: number,
@@ -41,6 +43,13 @@ export interface SimdKernels {
   filterGrad: FilterGrad;
   /** dx [batch, inH, inW, inC], with a scratch of kh kw inC outC floats; needs inC a multiple of 4. */
   inputGrad: InputGrad;
+  /**
+   * The 3x3, stride-1, padding-1 convolution by Winograd's F(2x2, 3x3) (see c/conv2d.c): y [batch,
+   * H, W, outC] of x [batch, H, W, inC] and w [3, 3, inC, outC], or (flip 1) the input gradient's
+   * convolution of dy with the forward filter [3, 3, outC, inC]; with a scratch of
+   * winogradScratchFloats(inC, outC) floats; needs inC and outC multiples of 4.
+   */
+  winograd: Winograd;
   /** GroupNorm-SiLU forward (see c/groupnorm.c), with scratch of 8 C floats (facc) and 4 C doubles (dacc); needs C a multiple of 4. */
   groupNormSilu: NormForward;
   /** Its backward pass, with the same scratch; needs C a multiple of 4. */
@@ -62,7 +71,12 @@ function counted<F extends (...args: number[]) => number>(name: string, fn: F): 
 
 /** How many times each SIMD kernel ran (wrote its output) in this process: which route the wrappers took, for tests and benchmarks. */
 export function simdCalls(): Record<string, number> {
-  return { conv2d_forward: 0, conv2d_backprop_filter: 0, conv2d_backprop_input: 0, group_norm_silu: 0, group_norm_silu_grad: 0, ...calls };
+  return { conv2d_forward: 0, conv2d_backprop_filter: 0, conv2d_backprop_input: 0, conv2d_winograd: 0, group_norm_silu: 0, group_norm_silu_grad: 0, ...calls };
+}
+
+/** The scratch conv2d_winograd needs: the transformed filter (16 inC outC) and four tiles' V and M (64 inC + 64 outC), in floats. */
+export function winogradScratchFloats(inC: number, outC: number): number {
+  return 16 * inC * outC + 64 * inC + 64 * outC;
 }
 
 let compiled: WebAssembly.Module | null = null;
@@ -114,6 +128,7 @@ export function simdKernels(memory: WebAssembly.Memory | undefined): SimdKernels
     forward: counted('conv2d_forward', exports.conv2d_forward as Forward),
     filterGrad: counted('conv2d_backprop_filter', exports.conv2d_backprop_filter as FilterGrad),
     inputGrad: counted('conv2d_backprop_input', exports.conv2d_backprop_input as InputGrad),
+    winograd: counted('conv2d_winograd', exports.conv2d_winograd as Winograd),
     groupNormSilu: counted('group_norm_silu', exports.group_norm_silu as NormForward),
     groupNormSiluGrad: counted('group_norm_silu_grad', exports.group_norm_silu_grad as NormBackward),
   };

@@ -31,7 +31,7 @@
  * should call registerWasmKernels() afterwards.
  */
 import * as tf from '@tensorflow/tfjs';
-import { simdKernels } from './simd';
+import { SimdKernels, simdKernels, winogradScratchFloats } from './simd';
 import { splitVRows, sumLeading } from './layout';
 
 type Info = tf.TensorInfo;
@@ -167,16 +167,45 @@ function checkFloat(kernel: string, inputs: Record<string, Info>): void {
   }
 }
 
-/** Which route the convolution (forward and both gradients) takes: 'auto' (the SIMD kernels where they apply; measured faster on the U-Net's shapes), or forced for A/B tests and benchmarks. */
-export type ConvRoute = 'auto' | 'simd' | 'xnnpack';
+/**
+ * Which route the convolution (forward and both gradients) takes: 'auto' (the SIMD kernels where
+ * they apply, Winograd's F(2x2, 3x3) for the 3x3 stride-1 'same' forward and input gradient;
+ * measured faster on the U-Net's shapes), or forced for A/B tests and benchmarks: 'simd' (the same
+ * as 'auto'), 'direct' (the SIMD kernels without Winograd), 'xnnpack' (the package's kernels).
+ */
+export type ConvRoute = 'auto' | 'simd' | 'direct' | 'xnnpack';
+const CONV_ROUTES: readonly ConvRoute[] = ['auto', 'simd', 'direct', 'xnnpack'];
 let convRoute: ConvRoute = 'auto';
 
 /** Forces the route of Conv2D, Conv2DBackpropFilter and Conv2DBackpropInput (tests, benchmarks); 'auto' restores the default. Returns the previous setting. */
 export function setConvRoute(route: ConvRoute): ConvRoute {
-  if (route !== 'auto' && route !== 'simd' && route !== 'xnnpack') throw new Error(`setConvRoute: route must be 'auto', 'simd' or 'xnnpack', got '${String(route)}'`);
+  if (!CONV_ROUTES.includes(route)) throw new Error(`setConvRoute: route must be one of ${CONV_ROUTES.map((r) => `'${r}'`).join(', ')}, got '${String(route)}'`);
   const before = convRoute;
   convRoute = route;
   return before;
+}
+
+/**
+ * Whether a convolution of this geometry goes to Winograd's F(2x2, 3x3): a 3x3 filter, stride 1,
+ * padding 1 on every side (output as big as the input), both channel counts multiples of 4, and
+ * the route not 'direct'.
+ */
+function winogradApplies(kh: number, kw: number, sh: number, sw: number, top: number, left: number, inH: number, inW: number, outH: number, outW: number, inC: number, outC: number): boolean {
+  return convRoute !== 'direct' && kh === 3 && kw === 3 && sh === 1 && sw === 1 && top === 1 && left === 1 && outH === inH && outW === inW && inC % 4 === 0 && outC % 4 === 0;
+}
+
+/** Runs conv2d_winograd into a new output of `outShape` with its scratch; null when the kernel declined. */
+function runWinograd(backend: WasmBackend, simd: SimdKernels, x: Info, w: Info, outShape: number[], inC: number, outC: number, flip: 0 | 1): Info | null {
+  const out = backend.makeOutput(outShape, 'float32');
+  const scratch = backend.makeOutput([winogradScratchFloats(inC, outC)], 'float32');
+  // makeOutput may grow the heap; offsets (not views) are taken after it.
+  const at = (t: Info) => backend.getMemoryOffset(t.dataId);
+  const [batch, H, W] = outShape;
+  const rc = simd.winograd(at(x), at(w), at(scratch), at(out), batch, H, W, inC, outC, flip);
+  backend.disposeData(scratch.dataId);
+  if (rc === 0) return out;
+  backend.disposeData(out.dataId);
+  return null;
 }
 
 /** The SIMD kernels for this backend when the route allows them, else null. */
@@ -201,9 +230,14 @@ function wrapConv2D(original: tf.KernelConfig): tf.KernelFunc {
     const simd = plain && outC % 4 === 0 && x.shape[0] > 0 && x.shape[3] === filter.shape[2] ? simdFor(backend) : null;
     if (simd) {
       const info = convInfo('Conv2D', x.shape, filter.shape, a);
+      const [batch, height, width, inC] = x.shape;
+      const { top, left } = info.padInfo;
+      if (winogradApplies(info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, top, left, height, width, info.outHeight, info.outWidth, inC, outC)) {
+        const y = runWinograd(backend, simd, x, filter, [batch, height, width, outC], inC, outC, 0);
+        if (y) return y;
+      }
       const out = backend.makeOutput([x.shape[0], info.outHeight, info.outWidth, outC], 'float32');
       const at = (t: Info) => backend.getMemoryOffset(t.dataId);
-      const [batch, height, width, inC] = x.shape;
       const rc = simd.forward(at(x), at(filter), at(out), batch, height, width, inC, info.outHeight, info.outWidth, outC, info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left);
       if (rc === 0) return out;
       backend.disposeData(out.dataId);
@@ -259,6 +293,11 @@ function conv2dBackpropInput({ inputs, backend, attrs }: KernelArgs): Info {
   const { top, left } = info.padInfo;
   const inC = inputShape[3];
   const simd = batch > 0 && inC % 4 === 0 ? simdFor(backend) : null;
+  if (simd && winogradApplies(kh, kw, sh, sw, top, left, height, width, outHeight, outWidth, outChannels, inC)) {
+    // dx is the 3x3 'same' convolution of dy with the filter flipped in space, channels swapped.
+    const dx = runWinograd(backend, simd, dy, filter, inputShape, outChannels, inC, 1);
+    if (dx) return dx;
+  }
   if (simd) {
     const out = backend.makeOutput(inputShape, 'float32');
     const wT = backend.makeOutput([filter.shape.reduce((a, b) => a * b, 1)], 'float32');

@@ -422,3 +422,173 @@ __attribute__((export_name("conv2d_forward"))) int conv2d_forward(
   }
   return 0;
 }
+
+/*
+ * Winograd's F(2x2, 3x3) for the 3x3, stride-1, 'same' convolutions (padding 1 on every side),
+ * the U-Net's commonest: each 2x2 block of output pixels ("tile") is
+ *
+ *   Y = A^T [ sum over ci of U[ci] (.) V[ci] ] A,   U = G g G^T,   V = B^T d B,
+ *
+ * with g the 3x3 filter of (ci, co), d the 4x4 input block around the tile (zeros outside x) and
+ * (.) the element-wise product of 4x4 matrices:
+ *
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
+ *   A^T = [1 1 1 0; 0 1 -1 -1].
+ *
+ * That is 16 products per (ci, co) for 4 output pixels instead of 36. The sum over ci is 16
+ * products of [tiles, inC] by [inC, outC] matrices, one per position p of the 4x4, done four tiles
+ * at a time in a register tile (vectors along co), like the direct kernels' four pixels. Rounding:
+ * every output is the exact expression's value with each of its inputs perturbed by at most
+ * gamma_(inC + 10) relative (4 roundings in U, 2 in V, inC in the dot product, 4 in A^T M A), so
+ * |error| <= gamma_(inC + 10) times the same expression with |B|, |G|, |A|, |d| and |g| (the
+ * tests check exactly that bound against a float64 sum).
+ */
+
+/* g[i][j] of filter (a, b): w [3, 3, inC, outC] as is, or flipped in space with its channel axes
+ * swapped (w [3, 3, outC, inC]: the input gradient's filter). */
+INLINE float wino_g(const float *w, int i, int j, int a, int b, int inC, int outC, int flip) {
+  return flip ? w[((2 - i) * 3 + (2 - j)) * outC * inC + b * inC + a] : w[(i * 3 + j) * inC * outC + a * outC + b];
+}
+
+/* U[p][a][b] = (G g G^T)[p] for every (a, b) of inC x outC. */
+static void wino_filter(const float *w, float *U, int inC, int outC, int flip) {
+  for (int a = 0; a < inC; a++)
+    for (int b = 0; b < outC; b++) {
+      float t[4][3];
+      for (int j = 0; j < 3; j++) {
+        const float g0 = wino_g(w, 0, j, a, b, inC, outC, flip), g1 = wino_g(w, 1, j, a, b, inC, outC, flip),
+                    g2 = wino_g(w, 2, j, a, b, inC, outC, flip);
+        t[0][j] = g0;
+        t[1][j] = (g0 + g1 + g2) * 0.5f;
+        t[2][j] = (g0 - g1 + g2) * 0.5f;
+        t[3][j] = g2;
+      }
+      for (int r = 0; r < 4; r++) {
+        float *u = U + (r * 4) * inC * outC + a * outC + b;
+        const int step = inC * outC;
+        u[0] = t[r][0];
+        u[step] = (t[r][0] + t[r][1] + t[r][2]) * 0.5f;
+        u[2 * step] = (t[r][0] - t[r][1] + t[r][2]) * 0.5f;
+        u[3 * step] = t[r][2];
+      }
+    }
+}
+
+/* V[p][ci] of tile (b, ty, tx) for every ci (vectors of 4 along ci): B^T d B. */
+INLINE void wino_input(const float *x, float *V, int b, int ty, int tx, int H, int W, int inC) {
+  const int r0 = 2 * ty - 1, c0 = 2 * tx - 1;
+  const int ok0 = r0 >= 0, ok3 = r0 + 3 < H, ok2 = r0 + 2 < H; /* row r0 + 1 is always inside */
+  const int k0 = c0 >= 0, k3 = c0 + 3 < W, k2 = c0 + 2 < W;
+  const float *base = x + ((b * H + r0) * W + c0) * inC;
+  const v128_t z = wasm_f32x4_splat(0.0f);
+  for (int ci = 0; ci < inC; ci += 4) {
+#define LD(a, okr, c, okc) ((okr) && (okc) ? wasm_v128_load(base + ((a) * W + (c)) * inC + ci) : z)
+#define COL(c, okc, e0, e1, e2, e3)                         \
+    {                                                       \
+      const v128_t d0 = LD(0, ok0, c, okc), d1 = LD(1, 1, c, okc); \
+      const v128_t d2 = LD(2, ok2, c, okc), d3 = LD(3, ok3, c, okc); \
+      e0 = wasm_f32x4_sub(d0, d2);                          \
+      e1 = wasm_f32x4_add(d1, d2);                          \
+      e2 = wasm_f32x4_sub(d2, d1);                          \
+      e3 = wasm_f32x4_sub(d1, d3);                          \
+    }
+    v128_t e00, e10, e20, e30, e01, e11, e21, e31, e02, e12, e22, e32, e03, e13, e23, e33;
+    COL(0, k0, e00, e10, e20, e30);
+    COL(1, 1, e01, e11, e21, e31);
+    COL(2, k2, e02, e12, e22, e32);
+    COL(3, k3, e03, e13, e23, e33);
+#undef COL
+#undef LD
+#define ROW(a, e0, e1, e2, e3)                                               \
+    wasm_v128_store(V + (4 * (a) + 0) * inC + ci, wasm_f32x4_sub(e0, e2));   \
+    wasm_v128_store(V + (4 * (a) + 1) * inC + ci, wasm_f32x4_add(e1, e2));   \
+    wasm_v128_store(V + (4 * (a) + 2) * inC + ci, wasm_f32x4_sub(e2, e1));   \
+    wasm_v128_store(V + (4 * (a) + 3) * inC + ci, wasm_f32x4_sub(e1, e3));
+    ROW(0, e00, e01, e02, e03);
+    ROW(1, e10, e11, e12, e13);
+    ROW(2, e20, e21, e22, e23);
+    ROW(3, e30, e31, e32, e33);
+#undef ROW
+  }
+}
+
+/* y of tile (b, ty, tx) from M[p][co]: A^T M A, the pixels inside y only. */
+INLINE void wino_output(const float *M, float *y, int b, int ty, int tx, int H, int W, int outC) {
+  const int r = 2 * ty, c = 2 * tx;
+  const int down = r + 1 < H, right = c + 1 < W;
+  float *base = y + ((b * H + r) * W + c) * outC;
+  for (int co = 0; co < outC; co += 4) {
+#define M_(p) wasm_v128_load(M + (p) * outC + co)
+#define COL(j, s0, s1)                                                                 \
+    const v128_t s0 = wasm_f32x4_add(wasm_f32x4_add(M_(j), M_(4 + j)), M_(8 + j));    \
+    const v128_t s1 = wasm_f32x4_sub(wasm_f32x4_sub(M_(4 + j), M_(8 + j)), M_(12 + j));
+    COL(0, s00, s10);
+    COL(1, s01, s11);
+    COL(2, s02, s12);
+    COL(3, s03, s13);
+#undef COL
+#undef M_
+    wasm_v128_store(base + co, wasm_f32x4_add(wasm_f32x4_add(s00, s01), s02));
+    if (right) wasm_v128_store(base + outC + co, wasm_f32x4_sub(wasm_f32x4_sub(s01, s02), s03));
+    if (down) {
+      wasm_v128_store(base + W * outC + co, wasm_f32x4_add(wasm_f32x4_add(s10, s11), s12));
+      if (right) wasm_v128_store(base + (W + 1) * outC + co, wasm_f32x4_sub(wasm_f32x4_sub(s11, s12), s13));
+    }
+  }
+}
+
+/* M[k][p][o0 .. o0 + 4V] for the R tiles k of a group at position p: V[k][p][.] U[p][.][o0 ..]. */
+INLINE void wino_gemm(const float *Vp, const float *Up, float *Mp, int inC, int outC, int R, int V) {
+  tile_t t = tile_zero();
+  for (int ci = 0; ci < inC; ci++, Up += outC) {
+    const v128_t u0 = wasm_v128_load(Up);
+    t = tile_fma(t, Vp + ci, 16 * inC, u0, V > 1 ? wasm_v128_load(Up + 4) : u0, R, V);
+  }
+  tile_store(t, Mp, 16 * outC, R, V);
+}
+
+#define WINO_GEMM(R, V) wino_gemm(Vp, Up + o0, Mp + o0, inC, outC, R, V)
+
+INLINE void wino_group(const float *U, const float *V, float *M, int R, int inC, int outC) {
+  for (int p = 0; p < 16; p++) {
+    const float *Vp = V + p * inC;
+    const float *Up = U + p * inC * outC;
+    float *Mp = M + p * outC;
+    int o0 = 0;
+    for (; o0 + 8 <= outC; o0 += 8) WINO_GEMM(R, 2);
+    if (o0 < outC) WINO_GEMM(R, 1);
+  }
+}
+
+/*
+ * y [batch, H, W, outC] of x [batch, H, W, inC] and a 3x3 filter, stride 1, padding 1 (see above):
+ * w [3, 3, inC, outC], or with flip = 1 the input gradient's convolution of x = dy with the forward
+ * filter w [3, 3, outC, inC] (flipped in space, channels swapped). scratch: the caller's
+ * 16 inC outC + 64 inC + 64 outC floats. Needs inC and outC multiples of 4; returns 0 when it wrote
+ * y, 1 otherwise (nothing written).
+ */
+__attribute__((export_name("conv2d_winograd"))) int conv2d_winograd(
+    const float *x, const float *w, float *scratch, float *y, int batch, int H, int W, int inC, int outC, int flip) {
+  if (inC % 4 != 0 || outC % 4 != 0 || inC <= 0 || outC <= 0) return 1;
+  float *U = scratch;
+  float *V = U + 16 * inC * outC; /* [4 tiles][16][inC] */
+  float *M = V + 64 * inC;        /* [4 tiles][16][outC] */
+  wino_filter(w, U, inC, outC, flip);
+  const int th = (H + 1) / 2, tw = (W + 1) / 2, per = th * tw, tiles = batch * per;
+  for (int t0 = 0; t0 < tiles; t0 += 4) {
+    const int R = tiles - t0 < 4 ? tiles - t0 : 4;
+    for (int k = 0; k < R; k++) {
+      const int t = t0 + k, b = t / per, ty = (t % per) / tw, tx = t % tw;
+      wino_input(x, V + k * 16 * inC, b, ty, tx, H, W, inC);
+    }
+    if (R == 4) wino_group(U, V, M, 4, inC, outC);
+    else if (R == 3) wino_group(U, V, M, 3, inC, outC);
+    else if (R == 2) wino_group(U, V, M, 2, inC, outC);
+    else wino_group(U, V, M, 1, inC, outC);
+    for (int k = 0; k < R; k++) {
+      const int t = t0 + k, b = t / per, ty = (t % per) / tw, tx = t % tw;
+      wino_output(M + k * 16 * outC, y, b, ty, tx, H, W, outC);
+    }
+  }
+  return 0;
+}

@@ -196,6 +196,67 @@ function winogradReference(
   return { dw: exact, mag, terms: C, depth: C + 10 };
 }
 
+/**
+ * Winograd F(3x3, 2x2)'s bound for the filter gradient of a 3x3 stride-1 'same' convolution of x
+ * [B, H, W, C] with dy [B, H, W, O]: per dW entry |G^T| [ sum over the 2x2 blocks of dy of
+ * (|A| |h| |A|^T) (.) (|B|^T |d| |B|) ] |G| (d the 4x4 block of x around h, zeros outside), and the
+ * rounding depth N + 8 for N blocks (2 roundings in V, 2 in A h A^T, N in the sum over blocks, 4
+ * in G^T M G; see c/conv2d.c). The values are the float64 sums by the definition (`exact`).
+ */
+function winogradFilterReference(shape: [number, number, number, number], O: number, x: Float32Array, dy: Float32Array, exact: Float64Array): { dw: Float64Array; mag: Float64Array; terms: number; depth: number } {
+  const [B, H, W, C] = shape;
+  const absB = [[1, 0, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 0, 1]]; // |B^T|
+  const absA = [[1, 0], [1, 1], [1, 1], [0, 1]]; // |A|, 4 x 2
+  const absGT = [[1, 0.5, 0.5, 0], [0, 0.5, 0.5, 0], [0, 0.5, 0.5, 1]]; // |G^T|, 3 x 4
+  const M = new Float64Array(C * O * 16);
+  const V = new Float64Array(C * 16);
+  const Hh = new Float64Array(O * 16);
+  const th = Math.ceil(H / 2);
+  const tw = Math.ceil(W / 2);
+  for (let b = 0; b < B; b++)
+    for (let ty = 0; ty < th; ty++)
+      for (let tx = 0; tx < tw; tx++) {
+        for (let c = 0; c < C; c++) {
+          const d = (r: number, k: number) => {
+            const y = 2 * ty - 1 + r;
+            const xx = 2 * tx - 1 + k;
+            return y < 0 || y >= H || xx < 0 || xx >= W ? 0 : Math.abs(x[((b * H + y) * W + xx) * C + c]);
+          };
+          for (let p = 0; p < 4; p++)
+            for (let q = 0; q < 4; q++) {
+              let v = 0;
+              for (let r = 0; r < 4; r++) for (let k = 0; k < 4; k++) v += absB[p][r] * d(r, k) * absB[q][k];
+              V[c * 16 + p * 4 + q] = v;
+            }
+        }
+        for (let o = 0; o < O; o++) {
+          const h = (k: number, l: number) => {
+            const y = 2 * ty + k;
+            const xx = 2 * tx + l;
+            return y >= H || xx >= W ? 0 : Math.abs(dy[((b * H + y) * W + xx) * O + o]);
+          };
+          for (let p = 0; p < 4; p++)
+            for (let q = 0; q < 4; q++) {
+              let v = 0;
+              for (let k = 0; k < 2; k++) for (let l = 0; l < 2; l++) v += absA[p][k] * h(k, l) * absA[q][l];
+              Hh[o * 16 + p * 4 + q] = v;
+            }
+        }
+        for (let c = 0; c < C; c++) for (let o = 0; o < O; o++) for (let pq = 0; pq < 16; pq++) M[(c * O + o) * 16 + pq] += V[c * 16 + pq] * Hh[o * 16 + pq];
+      }
+  const mag = new Float64Array(9 * C * O);
+  for (let c = 0; c < C; c++)
+    for (let o = 0; o < O; o++)
+      for (let i = 0; i < 3; i++)
+        for (let j = 0; j < 3; j++) {
+          let m = 0;
+          for (let p = 0; p < 4; p++) for (let q = 0; q < 4; q++) m += absGT[i][p] * M[(c * O + o) * 16 + p * 4 + q] * absGT[j][q];
+          mag[((i * 3 + j) * C + c) * O + o] = m;
+        }
+  const blocks = B * th * tw;
+  return { dw: exact, mag, terms: blocks, depth: blocks + 8 };
+}
+
 function expectWithinRounding(actual: ArrayLike<number>, ref: { dw: Float64Array; mag: Float64Array; terms: number; depth?: number }, what: string): void {
   const n = ref.depth ?? ref.terms + 1;
   const gamma = (n * U) / (1 - n * U);
@@ -445,6 +506,41 @@ describe('wasm SIMD convolution and its gradients (lib/runtime/kernels/c/conv2d.
     }
   });
 
+  it('Winograd\'s filter gradient writes dW and its scratch and not one other byte of the memory; it declines channel counts not multiples of 4', () => {
+    const mod = new WebAssembly.Module(Buffer.from(SIMD_WASM_BASE64, 'base64'));
+    const fn = (memory: WebAssembly.Memory) => new WebAssembly.Instance(mod, { env: { memory } }).exports.conv2d_winograd_filter as (...a: number[]) => number;
+    // 2 x 4 x 3 = 24 blocks (one partial chunk) and 3 x 9 x 8 = 216 (several chunks, odd sizes)
+    for (const [B, H, W, C, O] of [[2, 7, 5, 8, 12], [3, 17, 15, 4, 8]]) {
+      const memory = new WebAssembly.Memory({ initial: 4 });
+      const heap = new Uint8Array(memory.buffer);
+      heap.fill(0x96);
+      const r = rng(19);
+      const x = fill(B * H * W * C, r);
+      const dy = fill(B * H * W * O, r);
+      const xAt = 65536 + 16;
+      const dyAt = xAt + x.byteLength + 48;
+      const sAt = dyAt + dy.byteLength + 32;
+      const sLen = 16 * C * O + 16 * (32 * (C + O) + 2 * 16); // winogradFilterScratchFloats
+      const dwAt = sAt + 4 * sLen + 64;
+      const dwLen = 9 * C * O;
+      new Float32Array(memory.buffer, xAt, x.length).set(x);
+      new Float32Array(memory.buffer, dyAt, dy.length).set(dy);
+      const before = heap.slice();
+      expect(fn(memory)(xAt, dyAt, sAt, dwAt, B, H, W, C, O), 'return code').to.equal(0);
+      const after = new Uint8Array(memory.buffer);
+      const inside = (i: number) => (i >= sAt && i < sAt + 4 * sLen) || (i >= dwAt && i < dwAt + 4 * dwLen);
+      let changedOutside = 0;
+      for (let i = 0; i < after.length; i++) if (!inside(i) && after[i] !== before[i]) changedOutside++;
+      expect(changedOutside, `bytes written outside dW and the scratch ([${[B, H, W, C]}] to ${O})`).to.equal(0);
+      const c: Case = { x: [B, H, W, C], k: [3, 3], outC: O, stride: [1, 1], pad: 'same' };
+      expectWithinRounding(new Float32Array(memory.buffer, dwAt, dwLen), winogradFilterReference(c.x, O, x, dy, reference(c, x, dy).dw), `Winograd dW of [${[B, H, W, C]}] to ${O}`);
+      const snapshot = after.slice();
+      expect(fn(memory)(xAt, dyAt, sAt, dwAt, 1, 3, 3, 3, 4), 'return code for 3 input channels').to.equal(1);
+      expect(fn(memory)(xAt, dyAt, sAt, dwAt, 1, 3, 3, 4, 6), 'return code for 6 output channels').to.equal(1);
+      expect(Buffer.from(new Uint8Array(memory.buffer)).equals(Buffer.from(snapshot)), 'memory untouched after declining').to.equal(true);
+    }
+  });
+
   // y: a 3x3 stride-1 'same' convolution with both channel counts multiples of 4 takes Winograd's
   // F(2x2, 3x3), any other with outC a multiple of 4 the direct SIMD kernel, any other outC the
   // package's XNNPACK Conv2D; widths that give blocks of four and edge pixels, odd sizes for Winograd's tiles.
@@ -517,8 +613,9 @@ describe('wasm SIMD convolution and its gradients (lib/runtime/kernels/c/conv2d.
     { x: [1, 6, 9, 7], k: [3, 3], outC: 4, stride: [2, 2], pad: 'valid' },
     { x: [2, 5, 5, 20], k: [3, 3], outC: 7, stride: [1, 1], pad: 'same' },
   ];
-  for (const c of [...fixed, ...randomCases(16, 20261201)]) {
-    it(`dW matches the float64 sum and the cpu backend: ${name(c)}`, async () => {
+  for (const c of [...fixed, { x: [2, 28, 28, 16], k: [3, 3], outC: 16, stride: [1, 1], pad: 'same' } as Case, { x: [3, 7, 9, 8], k: [3, 3], outC: 12, stride: [1, 1], pad: 'same' } as Case, { x: [2, 1, 3, 4], k: [3, 3], outC: 8, stride: [1, 1], pad: 'same' } as Case, ...randomCases(16, 20261201)]) {
+    const wino = winogradCase(c);
+    it(`dW matches the float64 sum and the cpu backend${wino ? ' (Winograd, then direct SIMD)' : ''}: ${name(c)}`, async () => {
       const { outH, outW } = geometry(c);
       const r = rng(c.x.reduce((a, b) => a * 31 + b, c.outC));
       const x = fill(c.x.reduce((a, b) => a * b, 1), r);
@@ -530,11 +627,19 @@ describe('wasm SIMD convolution and its gradients (lib/runtime/kernels/c/conv2d.
       setConvRoute('simd');
       const tensors = tf.memory().numTensors;
       const buffers = tf.backend().numDataIds();
+      const ran = simdCalls();
       const simd = filterGrad(c, x, dy);
+      expect(simdCalls().conv2d_winograd_filter - ran.conv2d_winograd_filter, 'Winograd filter-gradient calls').to.equal(wino ? 1 : 0);
       expect(tf.memory().numTensors, 'tensors left behind').to.equal(tensors);
-      expect(tf.backend().numDataIds(), 'wasm buffers left behind').to.equal(buffers);
+      expect(tf.backend().numDataIds(), 'wasm buffers left behind (the scratch included)').to.equal(buffers);
+      if (wino) {
+        expectWithinRounding(simd, winogradFilterReference(c.x, c.outC, x, dy, ref.dw), 'wasm dW, Winograd');
+        setConvRoute('direct');
+        expectWithinRounding(filterGrad(c, x, dy), ref, 'wasm dW, direct SIMD route');
+      } else {
+        expectWithinRounding(simd, ref, 'wasm SIMD dW');
+      }
       setConvRoute('auto');
-      expectWithinRounding(simd, ref, 'wasm SIMD dW');
       expectWithinRounding(cpu, ref, 'cpu dW');
     });
   }

@@ -26,7 +26,7 @@ const HERE = __dirname;
 const SOURCES = ['conv2d.c', 'groupnorm.c'].map((f) => path.join(HERE, 'c', f));
 const OUTPUT = path.join(HERE, 'simd-wasm.ts');
 /** Every function the module must export. */
-const EXPORTS = ['conv2d_backprop_filter', 'conv2d_backprop_input', 'conv2d_forward', 'conv2d_winograd', 'group_norm_silu', 'group_norm_silu_grad'];
+const EXPORTS = ['conv2d_backprop_filter', 'conv2d_backprop_input', 'conv2d_forward', 'conv2d_winograd', 'conv2d_winograd_filter', 'group_norm_silu', 'group_norm_silu_grad'];
 const CLANG = 'clang-14';
 const LLD = 'wasm-ld-14';
 const OBJDUMP = 'llvm-objdump-14';

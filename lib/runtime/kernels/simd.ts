@@ -1,7 +1,8 @@
 /**
  * The project's own wasm SIMD kernels (lib/runtime/kernels/c/conv2d.c and groupnorm.c, built by
  * build-wasm.js into simd-wasm.ts): a 2-D convolution forward (direct, and Winograd's F(2x2, 3x3)
- * for 3x3 stride-1 'same' ones, which the input gradient uses too), its filter and input gradients, and
+ * for 3x3 stride-1 'same' ones, which the input gradient uses too), its filter gradient (direct, and
+ * Winograd's F(3x3, 2x2) for the same ones) and input gradient, and
  * GroupNorm-SiLU forward and backward, run straight on tfjs-wasm's heap. The module imports the
  * backend's WebAssembly.Memory, so every tensor is passed as a byte offset into it and nothing is
  * copied. One instance per memory, made on first use.
@@ -26,6 +27,7 @@ type Forward = (
   outH: number, outW: number, outC: number, kh: number, kw: number, sh: number, sw: number, padTop: number, padLeft: number,
 ) => number;
 type Winograd = (x: number, w: number, scratch: number, y: number, batch: number, H: number, W: number, inC: number, outC: number, flip: number) => number;
+type WinogradFilter = (x: number, dy: number, scratch: number, dw: number, batch: number, H: number, W: number, inC: number, outC: number) => number;
 type NormForward = (
   x: number, bias: number, gamma: number, beta: number, y: number, mean: number, rstd: number, s: number,
   facc: number, dacc: number, N: number, P: number, C: number, G: number, eps: number,
@@ -50,6 +52,12 @@ export interface SimdKernels {
    * winogradScratchFloats(inC, outC) floats; needs inC and outC multiples of 4.
    */
   winograd: Winograd;
+  /**
+   * The filter gradient of the same convolutions by Winograd's F(3x3, 2x2): dW [3, 3, inC, outC] of
+   * x [batch, H, W, inC] and dy [batch, H, W, outC], with a scratch of
+   * winogradFilterScratchFloats(inC, outC) floats; needs inC and outC multiples of 4.
+   */
+  winogradFilter: WinogradFilter;
   /** GroupNorm-SiLU forward (see c/groupnorm.c), with scratch of 8 C floats (facc) and 4 C doubles (dacc); needs C a multiple of 4. */
   groupNormSilu: NormForward;
   /** Its backward pass, with the same scratch; needs C a multiple of 4. */
@@ -71,7 +79,16 @@ function counted<F extends (...args: number[]) => number>(name: string, fn: F): 
 
 /** How many times each SIMD kernel ran (wrote its output) in this process: which route the wrappers took, for tests and benchmarks. */
 export function simdCalls(): Record<string, number> {
-  return { conv2d_forward: 0, conv2d_backprop_filter: 0, conv2d_backprop_input: 0, conv2d_winograd: 0, group_norm_silu: 0, group_norm_silu_grad: 0, ...calls };
+  return { conv2d_forward: 0, conv2d_backprop_filter: 0, conv2d_backprop_input: 0, conv2d_winograd: 0, conv2d_winograd_filter: 0, group_norm_silu: 0, group_norm_silu_grad: 0, ...calls };
+}
+
+/** Blocks of x and dy that conv2d_winograd_filter transforms at a time, and the padding between its rows (WINO_CHUNK and WINO_PAD in c/conv2d.c). */
+const WINO_CHUNK = 32;
+const WINO_PAD = 16;
+
+/** The scratch conv2d_winograd_filter needs: the transformed sums (16 inC outC) and a chunk of transformed blocks of x and dy, in floats. */
+export function winogradFilterScratchFloats(inC: number, outC: number): number {
+  return 16 * inC * outC + 16 * (WINO_CHUNK * (inC + outC) + 2 * WINO_PAD);
 }
 
 /** The scratch conv2d_winograd needs: the transformed filter (16 inC outC) and four tiles' V and M (64 inC + 64 outC), in floats. */
@@ -129,6 +146,7 @@ export function simdKernels(memory: WebAssembly.Memory | undefined): SimdKernels
     filterGrad: counted('conv2d_backprop_filter', exports.conv2d_backprop_filter as FilterGrad),
     inputGrad: counted('conv2d_backprop_input', exports.conv2d_backprop_input as InputGrad),
     winograd: counted('conv2d_winograd', exports.conv2d_winograd as Winograd),
+    winogradFilter: counted('conv2d_winograd_filter', exports.conv2d_winograd_filter as WinogradFilter),
     groupNormSilu: counted('group_norm_silu', exports.group_norm_silu as NormForward),
     groupNormSiluGrad: counted('group_norm_silu_grad', exports.group_norm_silu_grad as NormBackward),
   };

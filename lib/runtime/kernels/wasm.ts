@@ -31,7 +31,7 @@
  * should call registerWasmKernels() afterwards.
  */
 import * as tf from '@tensorflow/tfjs';
-import { SimdKernels, simdKernels, winogradScratchFloats } from './simd';
+import { SimdKernels, simdKernels, winogradFilterScratchFloats, winogradScratchFloats } from './simd';
 import { splitVRows, sumLeading } from './layout';
 
 type Info = tf.TensorInfo;
@@ -169,7 +169,7 @@ function checkFloat(kernel: string, inputs: Record<string, Info>): void {
 
 /**
  * Which route the convolution (forward and both gradients) takes: 'auto' (the SIMD kernels where
- * they apply, Winograd's F(2x2, 3x3) for the 3x3 stride-1 'same' forward and input gradient;
+ * they apply, Winograd's for the 3x3 stride-1 'same' forward, input and filter gradients;
  * measured faster on the U-Net's shapes), or forced for A/B tests and benchmarks: 'simd' (the same
  * as 'auto'), 'direct' (the SIMD kernels without Winograd), 'xnnpack' (the package's kernels).
  */
@@ -260,6 +260,15 @@ function conv2dBackpropFilter({ inputs, backend, attrs }: KernelArgs): Info {
   if (inC !== filterShape[2]) throw new Error(`wasm Conv2DBackpropFilter: x has ${inC} channels, filterShape [${filterShape}] wants ${filterShape[2]}`);
   const { top, left } = info.padInfo;
   const simd = batch > 0 && (inC % 4 === 0 || outChannels % 4 === 0) ? simdFor(backend) : null;
+  if (simd && winogradApplies(kh, kw, sh, sw, top, left, height, width, outHeight, outWidth, inC, outChannels)) {
+    const out = backend.makeOutput(filterShape, 'float32');
+    const scratch = backend.makeOutput([winogradFilterScratchFloats(inC, outChannels)], 'float32');
+    const at = (t: Info) => backend.getMemoryOffset(t.dataId);
+    const rc = simd.winogradFilter(at(x), at(dy), at(scratch), at(out), batch, height, width, inC, outChannels);
+    backend.disposeData(scratch.dataId);
+    if (rc === 0) return out;
+    backend.disposeData(out.dataId);
+  }
   if (simd) {
     // makeOutput may grow the heap; offsets (not views) are taken after it.
     const out = backend.makeOutput(filterShape, 'float32');

@@ -474,8 +474,8 @@ static void wino_filter(const float *w, float *U, int inC, int outC, int flip) {
     }
 }
 
-/* V[p][ci] of tile (b, ty, tx) for every ci (vectors of 4 along ci): B^T d B. */
-INLINE void wino_input(const float *x, float *V, int b, int ty, int tx, int H, int W, int inC) {
+/* V[p pStride + ci] of tile (b, ty, tx) for every ci (vectors of 4 along ci): B^T d B. */
+INLINE void wino_input(const float *x, float *V, int pStride, int b, int ty, int tx, int H, int W, int inC) {
   const int r0 = 2 * ty - 1, c0 = 2 * tx - 1;
   const int ok0 = r0 >= 0, ok3 = r0 + 3 < H, ok2 = r0 + 2 < H; /* row r0 + 1 is always inside */
   const int k0 = c0 >= 0, k3 = c0 + 3 < W, k2 = c0 + 2 < W;
@@ -500,10 +500,10 @@ INLINE void wino_input(const float *x, float *V, int b, int ty, int tx, int H, i
 #undef COL
 #undef LD
 #define ROW(a, e0, e1, e2, e3)                                               \
-    wasm_v128_store(V + (4 * (a) + 0) * inC + ci, wasm_f32x4_sub(e0, e2));   \
-    wasm_v128_store(V + (4 * (a) + 1) * inC + ci, wasm_f32x4_add(e1, e2));   \
-    wasm_v128_store(V + (4 * (a) + 2) * inC + ci, wasm_f32x4_sub(e2, e1));   \
-    wasm_v128_store(V + (4 * (a) + 3) * inC + ci, wasm_f32x4_sub(e1, e3));
+    wasm_v128_store(V + (4 * (a) + 0) * pStride + ci, wasm_f32x4_sub(e0, e2)); \
+    wasm_v128_store(V + (4 * (a) + 1) * pStride + ci, wasm_f32x4_add(e1, e2)); \
+    wasm_v128_store(V + (4 * (a) + 2) * pStride + ci, wasm_f32x4_sub(e2, e1)); \
+    wasm_v128_store(V + (4 * (a) + 3) * pStride + ci, wasm_f32x4_sub(e1, e3));
     ROW(0, e00, e01, e02, e03);
     ROW(1, e10, e11, e12, e13);
     ROW(2, e20, e21, e22, e23);
@@ -579,7 +579,7 @@ __attribute__((export_name("conv2d_winograd"))) int conv2d_winograd(
     const int R = tiles - t0 < 4 ? tiles - t0 : 4;
     for (int k = 0; k < R; k++) {
       const int t = t0 + k, b = t / per, ty = (t % per) / tw, tx = t % tw;
-      wino_input(x, V + k * 16 * inC, b, ty, tx, H, W, inC);
+      wino_input(x, V + k * 16 * inC, inC, b, ty, tx, H, W, inC);
     }
     if (R == 4) wino_group(U, V, M, 4, inC, outC);
     else if (R == 3) wino_group(U, V, M, 3, inC, outC);
@@ -588,6 +588,119 @@ __attribute__((export_name("conv2d_winograd"))) int conv2d_winograd(
     for (int k = 0; k < R; k++) {
       const int t = t0 + k, b = t / per, ty = (t % per) / tw, tx = t % tw;
       wino_output(M + k * 16 * outC, y, b, ty, tx, H, W, outC);
+    }
+  }
+  return 0;
+}
+
+/*
+ * The filter gradient of the same convolutions by Winograd's F(3x3, 2x2): with d the 4x4 block of x
+ * around a 2x2 block h of dy (zeros outside either),
+ *
+ *   dw[., ., ci, co] = G^T [ sum over blocks of (A h A^T) (.) (B^T d B) ] G
+ *
+ * (the F(2x2, 3x3) matrices in other roles: the 3x3 taps are the output, dy's block the filter).
+ * The sum over blocks is 16 products of [inC, blocks] by [blocks, outC] matrices, accumulated in
+ * scratch M [16][inC][outC] a chunk of blocks at a time (register tile: 4 input channels by 8
+ * output channels), then transformed once. Rounding: depth N + 8 for N blocks (2 roundings in V, 2
+ * in A h A^T, N in the sum over blocks, 4 in G^T M G).
+ */
+
+/* Blocks transformed per chunk: V [16][WINO_CHUNK][inC] and H [16][WINO_CHUNK][outC] in the scratch
+ * (position-major, so that the sum over a chunk's blocks reads both contiguously). */
+#define WINO_CHUNK 32
+/* Floats between the positions' rows of V and H: without it they sit a multiple of 2 KB apart and
+ * a block's 16 stores fall into the same two L1 sets. */
+#define WINO_PAD 16
+
+/* H[p pStride + co] of dy's block (b, ty, tx) for every co: A h A^T, zeros outside dy. */
+INLINE void wino_dy(const float *dy, float *Hp, int pStride, int b, int ty, int tx, int H, int W, int outC) {
+  const int r = 2 * ty, c = 2 * tx;
+  const int down = r + 1 < H, right = c + 1 < W;
+  const float *base = dy + ((b * H + r) * W + c) * outC;
+  const v128_t z = wasm_f32x4_splat(0.0f);
+  for (int co = 0; co < outC; co += 4) {
+    const v128_t h00 = wasm_v128_load(base + co);
+    const v128_t h01 = right ? wasm_v128_load(base + outC + co) : z;
+    const v128_t h10 = down ? wasm_v128_load(base + W * outC + co) : z;
+    const v128_t h11 = down && right ? wasm_v128_load(base + (W + 1) * outC + co) : z;
+    /* rows of A h: (h0), (h0 + h1), (h0 - h1), (-h1), for each column */
+    const v128_t r00 = h00, r01 = h01;
+    const v128_t r10 = wasm_f32x4_add(h00, h10), r11 = wasm_f32x4_add(h01, h11);
+    const v128_t r20 = wasm_f32x4_sub(h00, h10), r21 = wasm_f32x4_sub(h01, h11);
+    const v128_t r30 = wasm_f32x4_neg(h10), r31 = wasm_f32x4_neg(h11);
+#define ROW(a, u, v)                                                          \
+    wasm_v128_store(Hp + (4 * (a) + 0) * pStride + co, u);                    \
+    wasm_v128_store(Hp + (4 * (a) + 1) * pStride + co, wasm_f32x4_add(u, v)); \
+    wasm_v128_store(Hp + (4 * (a) + 2) * pStride + co, wasm_f32x4_sub(u, v)); \
+    wasm_v128_store(Hp + (4 * (a) + 3) * pStride + co, wasm_f32x4_neg(v));
+    ROW(0, r00, r01);
+    ROW(1, r10, r11);
+    ROW(2, r20, r21);
+    ROW(3, r30, r31);
+#undef ROW
+  }
+}
+
+/* M[p][ci .. ci + R][o0 .. o0 + 4V] += sum over the n blocks k of V[p][k][ci + r] H[p][k][o0 ..]. */
+INLINE void wino_acc(const float *Vp, const float *Hp, float *Mp, int n, int inC, int outC, int R, int V) {
+  tile_t t = tile_load(Mp, outC, R, V);
+  for (int k = 0; k < n; k++, Vp += inC, Hp += outC) {
+    const v128_t h0 = wasm_v128_load(Hp);
+    t = tile_fma(t, Vp, 1, h0, V > 1 ? wasm_v128_load(Hp + 4) : h0, R, V);
+  }
+  tile_store(t, Mp, outC, R, V);
+}
+
+/*
+ * dw [3, 3, inC, outC] of x [batch, H, W, inC] and dy [batch, H, W, outC] for the 3x3 stride-1
+ * convolution with padding 1 (see above). scratch: the caller's 16 inC outC + 16 (WINO_CHUNK
+ * (inC + outC) + 2 WINO_PAD) floats (winogradFilterScratchFloats in simd.ts). Needs inC and outC multiples of 4; returns
+ * 0 when it wrote dw, 1 otherwise (nothing written).
+ */
+__attribute__((export_name("conv2d_winograd_filter"))) int conv2d_winograd_filter(
+    const float *x, const float *dy, float *scratch, float *dw, int batch, int H, int W, int inC, int outC) {
+  if (inC % 4 != 0 || outC % 4 != 0 || inC <= 0 || outC <= 0) return 1;
+  float *M = scratch;                          /* [16][inC][outC] */
+  const int vStride = WINO_CHUNK * inC + WINO_PAD, hStride = WINO_CHUNK * outC + WINO_PAD;
+  float *V = M + 16 * inC * outC;              /* [16][vStride]: [WINO_CHUNK][inC] each */
+  float *Hb = V + 16 * vStride;                /* [16][hStride]: [WINO_CHUNK][outC] each */
+  for (int i = 0; i < 16 * inC * outC; i++) M[i] = 0.0f;
+  const int th = (H + 1) / 2, tw = (W + 1) / 2, per = th * tw, blocks = batch * per;
+  for (int t0 = 0; t0 < blocks; t0 += WINO_CHUNK) {
+    const int n = blocks - t0 < WINO_CHUNK ? blocks - t0 : WINO_CHUNK;
+    for (int k = 0; k < n; k++) {
+      const int t = t0 + k, b = t / per, ty = (t % per) / tw, tx = t % tw;
+      wino_input(x, V + k * inC, vStride, b, ty, tx, H, W, inC);
+      wino_dy(dy, Hb + k * outC, hStride, b, ty, tx, H, W, outC);
+    }
+    for (int p = 0; p < 16; p++)
+      for (int ci = 0; ci < inC; ci += 4) {
+        const float *Vp = V + p * vStride + ci;
+        const float *Hp = Hb + p * hStride;
+        float *Mp = M + (p * inC + ci) * outC;
+        int o0 = 0;
+        for (; o0 + 8 <= outC; o0 += 8) wino_acc(Vp, Hp + o0, Mp + o0, n, inC, outC, 4, 2);
+        if (o0 < outC) wino_acc(Vp, Hp + o0, Mp + o0, n, inC, outC, 4, 1);
+      }
+  }
+  /* dw = G^T M G per (ci, co): rows of G^T: (1, 1/2, 1/2, 0), (0, 1/2, -1/2, 0), (0, 1/2, 1/2, 1) */
+  const int step = inC * outC;
+  for (int e = 0; e < step; e++) {
+    float s[3][4];
+    for (int q = 0; q < 4; q++) {
+      const float m0 = M[(0 + q) * step + e], m1 = M[(4 + q) * step + e], m2 = M[(8 + q) * step + e],
+                  m3 = M[(12 + q) * step + e];
+      const float sum = (m1 + m2) * 0.5f, diff = (m1 - m2) * 0.5f;
+      s[0][q] = m0 + sum;
+      s[1][q] = diff;
+      s[2][q] = sum + m3;
+    }
+    for (int i = 0; i < 3; i++) {
+      const float sum = (s[i][1] + s[i][2]) * 0.5f, diff = (s[i][1] - s[i][2]) * 0.5f;
+      dw[(i * 3 + 0) * step + e] = s[i][0] + sum;
+      dw[(i * 3 + 1) * step + e] = diff;
+      dw[(i * 3 + 2) * step + e] = sum + s[i][3];
     }
   }
   return 0;

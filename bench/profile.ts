@@ -53,7 +53,8 @@ async function main(): Promise<void> {
       opt.applyGradients(grads);
       return value;
     });
-  for (let i = 0; i < 2; i++) tf.dispose(step()); // warm-up
+  // warm-up: the JavaScript kernels (Adam, Concat/SplitV rows) are compiled by V8 only after a few calls
+  for (let i = 0; i < 6; i++) tf.dispose(step());
   const info = await tf.profile(() => step());
   tf.dispose(info.result as tf.Tensor);
   const rows = new Map<string, { count: number; ms: number }>();

@@ -474,12 +474,10 @@ static void wino_filter(const float *w, float *U, int inC, int outC, int flip) {
     }
 }
 
-/* V[p pStride + ci] of tile (b, ty, tx) for every ci (vectors of 4 along ci): B^T d B. */
-INLINE void wino_input(const float *x, float *V, int pStride, int b, int ty, int tx, int H, int W, int inC) {
-  const int r0 = 2 * ty - 1, c0 = 2 * tx - 1;
-  const int ok0 = r0 >= 0, ok3 = r0 + 3 < H, ok2 = r0 + 2 < H; /* row r0 + 1 is always inside */
-  const int k0 = c0 >= 0, k3 = c0 + 3 < W, k2 = c0 + 2 < W;
-  const float *base = x + ((b * H + r0) * W + c0) * inC;
+/* V[p pStride + ci] of the 4x4 block at base for every ci (vectors of 4 along ci): B^T d B, with
+ * rows 0, 2, 3 and columns 0, 2, 3 read only where their flag is set (zeros elsewhere). */
+INLINE void wino_input_rows(const float *base, float *V, int pStride, int W, int inC, int ok0, int ok2,
+                            int ok3, int k0, int k2, int k3) {
   const v128_t z = wasm_f32x4_splat(0.0f);
   for (int ci = 0; ci < inC; ci += 4) {
 #define LD(a, okr, c, okc) ((okr) && (okc) ? wasm_v128_load(base + ((a) * W + (c)) * inC + ci) : z)
@@ -510,6 +508,16 @@ INLINE void wino_input(const float *x, float *V, int pStride, int b, int ty, int
     ROW(3, e30, e31, e32, e33);
 #undef ROW
   }
+}
+
+/* V[p pStride + ci] of tile (b, ty, tx): B^T d B of the 4x4 block of x around it (zeros outside x).
+ * (A copy of the loop without the bounds tests for blocks wholly inside x measured no faster.) */
+INLINE void wino_input(const float *x, float *V, int pStride, int b, int ty, int tx, int H, int W, int inC) {
+  const int r0 = 2 * ty - 1, c0 = 2 * tx - 1;
+  const int ok0 = r0 >= 0, ok3 = r0 + 3 < H, ok2 = r0 + 2 < H; /* row r0 + 1 is always inside */
+  const int k0 = c0 >= 0, k3 = c0 + 3 < W, k2 = c0 + 2 < W;
+  const float *base = x + ((b * H + r0) * W + c0) * inC;
+  wino_input_rows(base, V, pStride, W, inC, ok0, ok2, ok3, k0, k2, k3);
 }
 
 /* y of tile (b, ty, tx) from M[p][co]: A^T M A, the pixels inside y only. */
@@ -547,6 +555,16 @@ INLINE void wino_gemm(const float *Vp, const float *Up, float *Mp, int inC, int 
   tile_store(t, Mp, 16 * outC, R, V);
 }
 
+/* The tile after (b, ty, tx) in row-major order over [batch][th][tw]. */
+#define NEXT_TILE(b, ty, tx) \
+  if (++(tx) == tw) {        \
+    (tx) = 0;                \
+    if (++(ty) == th) {      \
+      (ty) = 0;              \
+      (b)++;                 \
+    }                        \
+  }
+
 #define WINO_GEMM(R, V) wino_gemm(Vp, Up + o0, Mp + o0, inC, outC, R, V)
 
 INLINE void wino_group(const float *U, const float *V, float *M, int R, int inC, int outC) {
@@ -574,21 +592,25 @@ __attribute__((export_name("conv2d_winograd"))) int conv2d_winograd(
   float *V = U + 16 * inC * outC; /* [4 tiles][16][inC] */
   float *M = V + 64 * inC;        /* [4 tiles][16][outC] */
   wino_filter(w, U, inC, outC, flip);
-  const int th = (H + 1) / 2, tw = (W + 1) / 2, per = th * tw, tiles = batch * per;
+  const int th = (H + 1) / 2, tw = (W + 1) / 2, tiles = batch * th * tw;
+  int b0 = 0, ty0 = 0, tx0 = 0; /* the group's first tile, counted (no divisions) */
   for (int t0 = 0; t0 < tiles; t0 += 4) {
     const int R = tiles - t0 < 4 ? tiles - t0 : 4;
+    int b = b0, ty = ty0, tx = tx0;
     for (int k = 0; k < R; k++) {
-      const int t = t0 + k, b = t / per, ty = (t % per) / tw, tx = t % tw;
       wino_input(x, V + k * 16 * inC, inC, b, ty, tx, H, W, inC);
+      NEXT_TILE(b, ty, tx);
     }
     if (R == 4) wino_group(U, V, M, 4, inC, outC);
     else if (R == 3) wino_group(U, V, M, 3, inC, outC);
     else if (R == 2) wino_group(U, V, M, 2, inC, outC);
     else wino_group(U, V, M, 1, inC, outC);
+    b = b0, ty = ty0, tx = tx0;
     for (int k = 0; k < R; k++) {
-      const int t = t0 + k, b = t / per, ty = (t % per) / tw, tx = t % tw;
       wino_output(M + k * 16 * outC, y, b, ty, tx, H, W, outC);
+      NEXT_TILE(b, ty, tx);
     }
+    b0 = b, ty0 = ty, tx0 = tx;
   }
   return 0;
 }
@@ -666,13 +688,14 @@ __attribute__((export_name("conv2d_winograd_filter"))) int conv2d_winograd_filte
   float *V = M + 16 * inC * outC;              /* [16][vStride]: [WINO_CHUNK][inC] each */
   float *Hb = V + 16 * vStride;                /* [16][hStride]: [WINO_CHUNK][outC] each */
   for (int i = 0; i < 16 * inC * outC; i++) M[i] = 0.0f;
-  const int th = (H + 1) / 2, tw = (W + 1) / 2, per = th * tw, blocks = batch * per;
+  const int th = (H + 1) / 2, tw = (W + 1) / 2, blocks = batch * th * tw;
+  int b = 0, ty = 0, tx = 0;
   for (int t0 = 0; t0 < blocks; t0 += WINO_CHUNK) {
     const int n = blocks - t0 < WINO_CHUNK ? blocks - t0 : WINO_CHUNK;
     for (int k = 0; k < n; k++) {
-      const int t = t0 + k, b = t / per, ty = (t % per) / tw, tx = t % tw;
       wino_input(x, V + k * inC, vStride, b, ty, tx, H, W, inC);
       wino_dy(dy, Hb + k * outC, hStride, b, ty, tx, H, W, outC);
+      NEXT_TILE(b, ty, tx);
     }
     for (int p = 0; p < 16; p++)
       for (int ci = 0; ci < inC; ci += 4) {

@@ -132,6 +132,27 @@ function referenceY(c: Case, x: Float32Array, w: Float32Array): { dw: Float64Arr
   return { dw: y, mag, terms: c.k[0] * c.k[1] * c.x[3] };
 }
 
+/** |B^T| of F(2x2, 3x3) and F(3x3, 2x2) (the same input transform). */
+const ABS_BT = [[1, 0, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 0, 1]];
+
+/**
+ * |B^T| |d| |B| for the 4x4 block of a [B, H, W, C] around tile (ty, tx) of image b, channel c
+ * (zeros outside), into out[offset .. offset + 16].
+ */
+function absInputTransform(a: Float32Array, [, H, W, C]: [number, number, number, number], b: number, ty: number, tx: number, c: number, out: Float64Array, offset: number): void {
+  const d = (r: number, k: number) => {
+    const y = 2 * ty - 1 + r;
+    const x = 2 * tx - 1 + k;
+    return y < 0 || y >= H || x < 0 || x >= W ? 0 : Math.abs(a[((b * H + y) * W + x) * C + c]);
+  };
+  for (let p = 0; p < 4; p++)
+    for (let q = 0; q < 4; q++) {
+      let v = 0;
+      for (let r = 0; r < 4; r++) for (let k = 0; k < 4; k++) v += ABS_BT[p][r] * d(r, k) * ABS_BT[q][k];
+      out[offset + p * 4 + q] = v;
+    }
+}
+
 /**
  * Winograd F(2x2, 3x3)'s bound for a 3x3 stride-1 'same' convolution of a [B, H, W, C] (zeros
  * outside) by the filter g(i, j, c, o), O output channels: per output entry the same expression
@@ -147,7 +168,6 @@ function winogradReference(
   exact: Float64Array,
 ): { dw: Float64Array; mag: Float64Array; terms: number; depth: number } {
   const [B, H, W, C] = shape;
-  const absB = [[1, 0, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 0, 1]]; // |B^T|
   const absG = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], [0, 0, 1]];
   const absA = [[1, 1, 1, 0], [0, 1, 1, 1]]; // |A^T|
   // |U| for every (c, o): |G| |g| |G|^T
@@ -168,17 +188,7 @@ function winogradReference(
       for (let tx = 0; tx < Math.ceil(W / 2); tx++) {
         M.fill(0);
         for (let c = 0; c < C; c++) {
-          const d = (r: number, k: number) => {
-            const y = 2 * ty - 1 + r;
-            const x = 2 * tx - 1 + k;
-            return y < 0 || y >= H || x < 0 || x >= W ? 0 : Math.abs(a[((b * H + y) * W + x) * C + c]);
-          };
-          for (let p = 0; p < 4; p++)
-            for (let q = 0; q < 4; q++) {
-              let v = 0;
-              for (let r = 0; r < 4; r++) for (let k = 0; k < 4; k++) v += absB[p][r] * d(r, k) * absB[q][k];
-              V[p * 4 + q] = v;
-            }
+          absInputTransform(a, shape, b, ty, tx, c, V, 0);
           for (let o = 0; o < O; o++) for (let pq = 0; pq < 16; pq++) M[o * 16 + pq] += U[(c * O + o) * 16 + pq] * V[pq];
         }
         for (let u = 0; u < 2; u++)
@@ -205,7 +215,6 @@ function winogradReference(
  */
 function winogradFilterReference(shape: [number, number, number, number], O: number, x: Float32Array, dy: Float32Array, exact: Float64Array): { dw: Float64Array; mag: Float64Array; terms: number; depth: number } {
   const [B, H, W, C] = shape;
-  const absB = [[1, 0, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 0, 1]]; // |B^T|
   const absA = [[1, 0], [1, 1], [1, 1], [0, 1]]; // |A|, 4 x 2
   const absGT = [[1, 0.5, 0.5, 0], [0, 0.5, 0.5, 0], [0, 0.5, 0.5, 1]]; // |G^T|, 3 x 4
   const M = new Float64Array(C * O * 16);
@@ -216,19 +225,7 @@ function winogradFilterReference(shape: [number, number, number, number], O: num
   for (let b = 0; b < B; b++)
     for (let ty = 0; ty < th; ty++)
       for (let tx = 0; tx < tw; tx++) {
-        for (let c = 0; c < C; c++) {
-          const d = (r: number, k: number) => {
-            const y = 2 * ty - 1 + r;
-            const xx = 2 * tx - 1 + k;
-            return y < 0 || y >= H || xx < 0 || xx >= W ? 0 : Math.abs(x[((b * H + y) * W + xx) * C + c]);
-          };
-          for (let p = 0; p < 4; p++)
-            for (let q = 0; q < 4; q++) {
-              let v = 0;
-              for (let r = 0; r < 4; r++) for (let k = 0; k < 4; k++) v += absB[p][r] * d(r, k) * absB[q][k];
-              V[c * 16 + p * 4 + q] = v;
-            }
-        }
+        for (let c = 0; c < C; c++) absInputTransform(x, shape, b, ty, tx, c, V, c * 16);
         for (let o = 0; o < O; o++) {
           const h = (k: number, l: number) => {
             const y = 2 * ty + k;

@@ -86,5 +86,6 @@ export {
 export { writeFileAtomic, packageRoot, makeDirs, describeFsError, tempPathFor, RunLock, LockOwner, LOCK_FILE, acquireRunLock, heldLock } from './runtime/files';
 export { PARALLEL_BACKENDS, MAX_SUGGESTED_THREADS, sliceSizes, trainingThreads } from './training/parallel';
 export { GROUP_NORM_SILU, GROUP_NORM_SILU_GRAD, registerGroupNormKernels, setConvRoute, setGroupNormRoute } from './runtime/kernels';
+export { simdModuleBytes, winogradFilterScratchFloats, winogradScratchFloats } from './runtime/kernels/simd';
 export type { ConvRoute } from './runtime/kernels/wasm';
 export { simpleLossUnchecked } from './diffusion/loss';

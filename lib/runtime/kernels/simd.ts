@@ -108,6 +108,11 @@ function decode(base64: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
+/** The module's bytes, for tools that call its kernels on a memory of their own (bench/conv-kernels.ts). */
+export function simdModuleBytes(): Uint8Array<ArrayBuffer> {
+  return decode(SIMD_WASM_BASE64);
+}
+
 function moduleNow(): WebAssembly.Module | null {
   if (compiled || failure) return compiled;
   const bytes = decode(SIMD_WASM_BASE64);

@@ -409,6 +409,12 @@ export async function openInLab(lab: LabPage, rel: string, waitKernel = true): P
       await panel.context.ready;
       await panel.revealed;
       if (panel.context.path !== file) return `the open tab is ${panel.context.path}, not ${file}`;
+      // context.ready resolves before the context's initialize() is done: that still waits for the
+      // server's checkpoint, then initializes the model. Disposing the panel in between (the next
+      // openInLab) makes JupyterLab 3.6 log "Failed to initialize the context" (a disposed model).
+      for (const t0 = Date.now(); !panel.context.model.isInitialized; await new Promise((r) => setTimeout(r, 50))) {
+        if (Date.now() - t0 > 60_000) return `${file}: the notebook model was not initialized 60 s after the context was ready`;
+      }
       if (!wait) return 'tslab';
       await panel.sessionContext.ready;
       return panel.sessionContext.session?.kernel?.name ?? 'no kernel';

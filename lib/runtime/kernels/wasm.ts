@@ -194,18 +194,28 @@ function winogradApplies(kh: number, kw: number, sh: number, sw: number, top: nu
   return convRoute !== 'direct' && kh === 3 && kw === 3 && sh === 1 && sw === 1 && top === 1 && left === 1 && outH === inH && outW === inW && inC % 4 === 0 && outC % 4 === 0;
 }
 
-/** Runs conv2d_winograd into a new output of `outShape` with its scratch; null when the kernel declined. */
-function runWinograd(backend: WasmBackend, simd: SimdKernels, x: Info, w: Info, outShape: number[], inC: number, outC: number, flip: 0 | 1): Info | null {
+/**
+ * Runs one SIMD kernel into a new output of `outShape`, with a scratch of `scratchFloats` floats
+ * when it needs one (freed after the call): `call` gets the heap offset of a tensor, the output's
+ * and the scratch's, and returns the kernel's code. The output, or null (nothing kept) when the
+ * kernel declined.
+ */
+function runSimd(backend: WasmBackend, outShape: number[], scratchFloats: number, call: (at: (t: Info) => number, out: number, scratch: number) => number): Info | null {
   const out = backend.makeOutput(outShape, 'float32');
-  const scratch = backend.makeOutput([winogradScratchFloats(inC, outC)], 'float32');
+  const scratch = scratchFloats > 0 ? backend.makeOutput([scratchFloats], 'float32') : null;
   // makeOutput may grow the heap; offsets (not views) are taken after it.
   const at = (t: Info) => backend.getMemoryOffset(t.dataId);
-  const [batch, H, W] = outShape;
-  const rc = simd.winograd(at(x), at(w), at(scratch), at(out), batch, H, W, inC, outC, flip);
-  backend.disposeData(scratch.dataId);
+  const rc = call(at, at(out), scratch ? at(scratch) : 0);
+  if (scratch) backend.disposeData(scratch.dataId);
   if (rc === 0) return out;
   backend.disposeData(out.dataId);
   return null;
+}
+
+/** conv2d_winograd into a new output of `outShape` (see SimdKernels.winograd); null when the kernel declined. */
+function runWinograd(backend: WasmBackend, simd: SimdKernels, x: Info, w: Info, outShape: number[], inC: number, outC: number, flip: 0 | 1): Info | null {
+  const [batch, H, W] = outShape;
+  return runSimd(backend, outShape, winogradScratchFloats(inC, outC), (at, out, scratch) => simd.winograd(at(x), at(w), scratch, out, batch, H, W, inC, outC, flip));
 }
 
 /** The SIMD kernels for this backend when the route allows them, else null. */
@@ -236,11 +246,10 @@ function wrapConv2D(original: tf.KernelConfig): tf.KernelFunc {
         const y = runWinograd(backend, simd, x, filter, [batch, height, width, outC], inC, outC, 0);
         if (y) return y;
       }
-      const out = backend.makeOutput([x.shape[0], info.outHeight, info.outWidth, outC], 'float32');
-      const at = (t: Info) => backend.getMemoryOffset(t.dataId);
-      const rc = simd.forward(at(x), at(filter), at(out), batch, height, width, inC, info.outHeight, info.outWidth, outC, info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left);
-      if (rc === 0) return out;
-      backend.disposeData(out.dataId);
+      const y = runSimd(backend, [batch, info.outHeight, info.outWidth, outC], 0, (at, out) =>
+        simd.forward(at(x), at(filter), out, batch, height, width, inC, info.outHeight, info.outWidth, outC, info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, top, left),
+      );
+      if (y) return y;
     }
     return original.kernelFunc(args);
   };
@@ -261,21 +270,14 @@ function conv2dBackpropFilter({ inputs, backend, attrs }: KernelArgs): Info {
   const { top, left } = info.padInfo;
   const simd = batch > 0 && (inC % 4 === 0 || outChannels % 4 === 0) ? simdFor(backend) : null;
   if (simd && winogradApplies(kh, kw, sh, sw, top, left, height, width, outHeight, outWidth, inC, outChannels)) {
-    const out = backend.makeOutput(filterShape, 'float32');
-    const scratch = backend.makeOutput([winogradFilterScratchFloats(inC, outChannels)], 'float32');
-    const at = (t: Info) => backend.getMemoryOffset(t.dataId);
-    const rc = simd.winogradFilter(at(x), at(dy), at(scratch), at(out), batch, height, width, inC, outChannels);
-    backend.disposeData(scratch.dataId);
-    if (rc === 0) return out;
-    backend.disposeData(out.dataId);
+    const dW = runSimd(backend, filterShape, winogradFilterScratchFloats(inC, outChannels), (at, out, scratch) =>
+      simd.winogradFilter(at(x), at(dy), scratch, out, batch, height, width, inC, outChannels),
+    );
+    if (dW) return dW;
   }
   if (simd) {
-    // makeOutput may grow the heap; offsets (not views) are taken after it.
-    const out = backend.makeOutput(filterShape, 'float32');
-    const at = (t: Info) => backend.getMemoryOffset(t.dataId);
-    const rc = simd.filterGrad(at(x), at(dy), at(out), batch, height, width, inC, outHeight, outWidth, outChannels, kh, kw, sh, sw, top, left);
-    if (rc === 0) return out;
-    backend.disposeData(out.dataId);
+    const dW = runSimd(backend, filterShape, 0, (at, out) => simd.filterGrad(at(x), at(dy), out, batch, height, width, inC, outHeight, outWidth, outChannels, kh, kw, sh, sw, top, left));
+    if (dW) return dW;
   }
   // Rows of padded x that the last window reaches: (outHeight - 1) sh + kh - top; below that, none is used.
   const bottom = (outHeight - 1) * sh + kh - height - top;
@@ -308,13 +310,11 @@ function conv2dBackpropInput({ inputs, backend, attrs }: KernelArgs): Info {
     if (dx) return dx;
   }
   if (simd) {
-    const out = backend.makeOutput(inputShape, 'float32');
-    const wT = backend.makeOutput([filter.shape.reduce((a, b) => a * b, 1)], 'float32');
-    const at = (t: Info) => backend.getMemoryOffset(t.dataId);
-    const rc = simd.inputGrad(at(dy), at(filter), at(wT), at(out), batch, height, width, inC, outHeight, outWidth, outChannels, kh, kw, sh, sw, top, left);
-    backend.disposeData(wT.dataId);
-    if (rc === 0) return out;
-    backend.disposeData(out.dataId);
+    // the scratch: the filter with its channel axes swapped (wT)
+    const dx = runSimd(backend, inputShape, filter.shape.reduce((a, b) => a * b, 1), (at, out, wT) =>
+      simd.inputGrad(at(dy), at(filter), wT, out, batch, height, width, inC, outHeight, outWidth, outChannels, kh, kw, sh, sw, top, left),
+    );
+    if (dx) return dx;
   }
   return withScratch(backend, (s) => {
     // [kh, kw, inC, outC] -> flipped in space, channels swapped: [kh, kw, outC, inC].

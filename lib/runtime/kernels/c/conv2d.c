@@ -474,10 +474,14 @@ static void wino_filter(const float *w, float *U, int inC, int outC, int flip) {
     }
 }
 
-/* V[p pStride + ci] of the 4x4 block at base for every ci (vectors of 4 along ci): B^T d B, with
- * rows 0, 2, 3 and columns 0, 2, 3 read only where their flag is set (zeros elsewhere). */
-INLINE void wino_input_rows(const float *base, float *V, int pStride, int W, int inC, int ok0, int ok2,
-                            int ok3, int k0, int k2, int k3) {
+/* V[p pStride + ci] of tile (b, ty, tx) for every ci (vectors of 4 along ci): B^T d B of the 4x4
+ * block of x around it, zeros outside x. (A copy of the loop without the bounds tests, for blocks
+ * wholly inside x, measured no faster.) */
+INLINE void wino_input(const float *x, float *V, int pStride, int b, int ty, int tx, int H, int W, int inC) {
+  const int r0 = 2 * ty - 1, c0 = 2 * tx - 1;
+  const int ok0 = r0 >= 0, ok3 = r0 + 3 < H, ok2 = r0 + 2 < H; /* row r0 + 1 is always inside */
+  const int k0 = c0 >= 0, k3 = c0 + 3 < W, k2 = c0 + 2 < W;
+  const float *base = x + ((b * H + r0) * W + c0) * inC;
   const v128_t z = wasm_f32x4_splat(0.0f);
   for (int ci = 0; ci < inC; ci += 4) {
 #define LD(a, okr, c, okc) ((okr) && (okc) ? wasm_v128_load(base + ((a) * W + (c)) * inC + ci) : z)
@@ -508,16 +512,6 @@ INLINE void wino_input_rows(const float *base, float *V, int pStride, int W, int
     ROW(3, e30, e31, e32, e33);
 #undef ROW
   }
-}
-
-/* V[p pStride + ci] of tile (b, ty, tx): B^T d B of the 4x4 block of x around it (zeros outside x).
- * (A copy of the loop without the bounds tests for blocks wholly inside x measured no faster.) */
-INLINE void wino_input(const float *x, float *V, int pStride, int b, int ty, int tx, int H, int W, int inC) {
-  const int r0 = 2 * ty - 1, c0 = 2 * tx - 1;
-  const int ok0 = r0 >= 0, ok3 = r0 + 3 < H, ok2 = r0 + 2 < H; /* row r0 + 1 is always inside */
-  const int k0 = c0 >= 0, k3 = c0 + 3 < W, k2 = c0 + 2 < W;
-  const float *base = x + ((b * H + r0) * W + c0) * inC;
-  wino_input_rows(base, V, pStride, W, inC, ok0, ok2, ok3, k0, k2, k3);
 }
 
 /* y of tile (b, ty, tx) from M[p][co]: A^T M A, the pixels inside y only. */

@@ -88,41 +88,36 @@ async function main(): Promise<void> {
     }
     console.log(JSON.stringify({ route, batch, model: mnist ? 'mnist' : 'cpu-size', wallMs: wall.map((v) => +v.toFixed(1)), cpuMs: cpu.map((v) => +v.toFixed(1)), medianWallMs: median(wall), medianCpuMs: median(cpu) }));
   }
+  // A/B runs in this process: one step's process CPU ms, and a side's median with its range.
+  const stepCpuMs = (): number => {
+    const t0 = process.cpuUsage();
+    tf.dispose(step());
+    const d = process.cpuUsage(t0);
+    return (d.user + d.system) / 1000;
+  };
+  const side = (name: string, ms: number[]) => `${name} ${median(ms).toFixed(0)} [${Math.min(...ms).toFixed(0)}-${Math.max(...ms).toFixed(0)}]`;
   if (abConv > 0) {
     const byRoute: Record<'direct' | 'auto', number[]> = { direct: [], auto: [] };
     for (let i = 0; i < abConv; i++) {
       for (const r of (i % 2 ? ['auto', 'direct'] : ['direct', 'auto']) as ('direct' | 'auto')[]) {
         setConvRoute(r);
-        const c0 = process.cpuUsage();
-        tf.dispose(step());
-        const d = process.cpuUsage(c0);
-        byRoute[r].push((d.user + d.system) / 1000);
+        byRoute[r].push(stepCpuMs());
       }
     }
     setConvRoute(route);
-    const d = median(byRoute.direct);
-    const w = median(byRoute.auto);
-    console.log(`CPU ms per step, ${abConv} alternating pairs: direct ${d.toFixed(0)} [${Math.min(...byRoute.direct).toFixed(0)}-${Math.max(...byRoute.direct).toFixed(0)}], auto (Winograd) ${w.toFixed(0)} [${Math.min(...byRoute.auto).toFixed(0)}-${Math.max(...byRoute.auto).toFixed(0)}], ratio ${(d / w).toFixed(2)}`);
+    console.log(`CPU ms per step, ${abConv} alternating pairs: ${side('direct', byRoute.direct)}, ${side('auto (Winograd)', byRoute.auto)}, ratio ${(median(byRoute.direct) / median(byRoute.auto)).toFixed(2)}`);
   }
   if (ab > 0) {
-    const cpuMs = (): number => {
-      const t0 = process.cpuUsage();
-      tf.dispose(step());
-      const d = process.cpuUsage(t0);
-      return (d.user + d.system) / 1000;
-    };
     const fused: number[] = [];
     const unfused: number[] = [];
     for (let i = 0; i < ab; i++) {
-      fused.push(cpuMs());
+      fused.push(stepCpuMs());
       tf.unregisterKernel(GROUP_NORM_SILU, 'wasm');
       tf.unregisterKernel(GROUP_NORM_SILU_GRAD, 'wasm');
-      unfused.push(cpuMs());
+      unfused.push(stepCpuMs());
       registerGroupNormKernels();
     }
-    const f = median(fused);
-    const u = median(unfused);
-    console.log(`CPU ms per step, ${ab} alternating pairs: fused ${f.toFixed(0)} [${Math.min(...fused).toFixed(0)}-${Math.max(...fused).toFixed(0)}], unfused ${u.toFixed(0)} [${Math.min(...unfused).toFixed(0)}-${Math.max(...unfused).toFixed(0)}], ratio ${(u / f).toFixed(2)}`);
+    console.log(`CPU ms per step, ${ab} alternating pairs: ${side('fused', fused)}, ${side('unfused', unfused)}, ratio ${(median(unfused) / median(fused)).toFixed(2)}`);
   }
 }
 

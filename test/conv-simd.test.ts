@@ -19,7 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { useBestBackend } from '../lib';
 import { SIMD_WASM_BASE64 } from '../lib/runtime/kernels/simd-wasm';
-import { simdCalls } from '../lib/runtime/kernels/simd';
+import { simdCalls, winogradFilterScratchFloats, winogradScratchFloats } from '../lib/runtime/kernels/simd';
 import { setConvRoute } from '../lib/runtime/kernels/wasm';
 import { useCpu } from './support';
 
@@ -478,7 +478,7 @@ describe('wasm SIMD convolution and its gradients (lib/runtime/kernels/c/conv2d.
       const xAt = 65536 + 16;
       const wAt = xAt + x.byteLength + 48;
       const sAt = wAt + w.byteLength + 32;
-      const sLen = 16 * C * O + 64 * C + 64 * O;
+      const sLen = winogradScratchFloats(C, O); // the size wasm.ts hands it
       const yAt = sAt + 4 * sLen + 64;
       const yLen = B * H * W * O;
       new Float32Array(memory.buffer, xAt, x.length).set(x);
@@ -517,7 +517,7 @@ describe('wasm SIMD convolution and its gradients (lib/runtime/kernels/c/conv2d.
       const xAt = 65536 + 16;
       const dyAt = xAt + x.byteLength + 48;
       const sAt = dyAt + dy.byteLength + 32;
-      const sLen = 16 * C * O + 16 * (32 * (C + O) + 2 * 16); // winogradFilterScratchFloats
+      const sLen = winogradFilterScratchFloats(C, O); // the size wasm.ts hands it
       const dwAt = sAt + 4 * sLen + 64;
       const dwLen = 9 * C * O;
       new Float32Array(memory.buffer, xAt, x.length).set(x);

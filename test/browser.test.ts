@@ -5,6 +5,7 @@
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { expect } from 'chai';
 import type { BrowserContext, Page } from 'playwright-core';
@@ -206,5 +207,18 @@ describe('out/ in headless Chromium', function () {
     // nbconvert's template fetches require.js/MathJax from a CDN, unreachable offline: only our errors count
     expect(errors.filter((e) => /plotly|ddpm/i.test(e))).to.deep.equal([]);
     await page.close();
+  });
+
+  it('a closed chromium leaves no profile folder and no exit listener behind (Node warns past 10 listeners)', async () => {
+    // playwright's own temporary profile (lib/workbook/browser.ts): removed before close() resolves
+    const profiles = () => new Set(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('playwright_chromiumdev_profile-')));
+    const before = profiles();
+    const listeners = process.listenerCount('exit');
+    const second = await launchChromium();
+    const made = [...profiles()].filter((f) => !before.has(f));
+    expect(made, "the new context's profile folder").to.have.length(1);
+    await second.close();
+    expect(fs.existsSync(path.join(os.tmpdir(), made[0])), `${made[0]} left behind`).to.equal(false);
+    expect(process.listenerCount('exit'), 'exit listeners after close').to.equal(listeners);
   });
 });

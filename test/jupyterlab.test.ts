@@ -156,3 +156,26 @@ describe('npm run lab picks a front end and says which', function () {
     expect(plan.message).to.match(/^As asked \(--classic\), starting the classic notebook/);
   });
 });
+
+describe("the project's JupyterLab server cleans up after itself", function () {
+  this.timeout(120_000);
+
+  before(function () {
+    requireTool(this, labServerMissing());
+    requireTool(this, labBuildMissing('plain'));
+  });
+
+  it('a stopped server leaves nothing in its temporary folder (jupyter_core made a config folder per server there and never removed it)', async () => {
+    // a private TMPDIR: the other parts of npm test start servers into the shared one meanwhile
+    const tmp = tempDir('ddpm-lab-tmp-');
+    const server = await startJupyter('JupyterLab', 'plain', { rootDir: tempDir('ddpm-lab-root-'), userDir: tempDir('ddpm-lab-user-'), startsKernel: false, env: { TMPDIR: tmp } });
+    let during: string[];
+    try {
+      during = fs.readdirSync(tmp);
+    } finally {
+      await server.stop();
+    }
+    expect(during, 'what the running server made in TMPDIR (it uses it: else this test would not see the folder)').to.satisfy((names: string[]) => names.some((n) => n.startsWith('jupyter-clean-cfg-')));
+    expect(fs.readdirSync(tmp), 'left in TMPDIR after stop()').to.deep.equal([]);
+  });
+});

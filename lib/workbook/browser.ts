@@ -1,11 +1,9 @@
 /**
  * The one way the project starts a browser: Debian's headless chromium (never a downloaded one),
  * driven by playwright-core, in a persistent context on a new, empty profile that is removed when
- * the context closes or the process exits. Used by the browser tests and the screenshot tool.
+ * the context has closed or the process exits. Used by the browser tests and the screenshot tool.
  */
 import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
 import type { BrowserContext } from 'playwright-core';
 
 /** The chromium the project drives: Debian's, or DDPM_CHROMIUM's. */
@@ -35,30 +33,17 @@ export interface LaunchOptions {
  */
 const NAME_HELPER = 'window.__name = function (f) { return f; };';
 
-/** Starts headless chromium in a persistent context on a new, empty profile (removed when the context closes, or at exit). */
+/**
+ * Starts headless chromium in a persistent context on a new, empty profile. The profile is
+ * playwright's own temporary one (an empty userDataDir): playwright removes it after the browser
+ * process has exited, before `context.close()` resolves, and at exit. (A folder of our own, removed
+ * on the context's 'close' event, was left behind most times: chromium still writes into it then.)
+ */
 export async function launchChromium(options: LaunchOptions = {}): Promise<BrowserContext> {
   const missing = chromiumMissing();
   if (missing) throw new Error(`launchChromium: ${missing}`);
   const { chromium } = await import('playwright-core');
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-chromium-'));
-  // chromium may still be writing into the profile as its context closes: retry, and never throw from a listener
-  const remove = () => {
-    try {
-      fs.rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
-    } catch {
-      // left in the temporary folder; the exit listener tries again
-    }
-  };
-  process.once('exit', remove);
-  let context: BrowserContext;
-  try {
-    context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, viewport: options.viewport ?? { width: 1280, height: 900 } });
-  } catch (e) {
-    remove();
-    process.removeListener('exit', remove);
-    throw e;
-  }
-  context.once('close', remove);
+  const context = await chromium.launchPersistentContext('', { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, viewport: options.viewport ?? { width: 1280, height: 900 } });
   for (const content of [NAME_HELPER, ...(options.initScripts ?? [])]) await context.addInitScript({ content });
   return context;
 }

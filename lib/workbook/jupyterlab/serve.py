@@ -6,10 +6,14 @@ Run with Debian's /usr/bin/python3 (npm run lab and the tests do):
 The tslab kernel is whatever JUPYTER_PATH registers (the caller puts the project's kernel spec
 first); the kernel inherits this process's environment (DDPM_WORKBOOK_MODE for the tests).
 """
+import atexit
 import json
 import os
+import shutil
 import sys
+import tempfile
 
+from jupyter_core.paths import jupyter_config_dir
 from jupyter_server.utils import url_path_join
 from jupyterlab_server import LabServerApp
 from tornado.web import StaticFileHandler
@@ -22,6 +26,11 @@ MATHJAX_LOCAL = os.path.join(HERE, "static", "components", "MathJax", "config", 
 # Only this launcher's settings and the caller's JUPYTER_PATH decide what runs: a jupyter_server
 # config in ~/.jupyter (a token, another root) would make the tests depend on the machine.
 os.environ["JUPYTER_NO_CONFIG"] = "1"
+# ...for which jupyter_core makes an empty temporary config folder (jupyter-clean-cfg-*) that it
+# never removes: one left in the temporary folder per server started. Removed at exit here.
+_CLEAN_CFG = jupyter_config_dir()
+if os.path.dirname(_CLEAN_CFG) == tempfile.gettempdir() and os.path.basename(_CLEAN_CFG).startswith("jupyter-clean-cfg-"):
+    atexit.register(shutil.rmtree, _CLEAN_CFG, True)
 
 
 def _build_dir():

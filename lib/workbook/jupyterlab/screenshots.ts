@@ -14,6 +14,8 @@ import { startJupyter, workbookServerRoot } from './server';
 const SHOTS = [
   { notebook: '05_training_2d.ipynb', figure: 0, file: 'jupyterlab-05-training.png' },
   { notebook: '01_forward_diffusion.ipynb', figure: 0, file: 'jupyterlab-01-forward.png', above: 420 },
+  // notebook 08's fourth figure: the exact class posterior of guided samples over w, with error bars
+  { notebook: '08_guidance.ipynb', figure: 3, file: 'jupyterlab-08-guidance.png', above: 200 },
 ];
 
 async function main(): Promise<void> {

@@ -52,6 +52,23 @@ function expectDrawn(plots: PlotState[], where: string): void {
   }
 }
 
+/** The --user-data-dir of every browser this process started and that still runs (its children, read from /proc). */
+function ownProfiles(): Set<string> {
+  const dirs = new Set<string>();
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]); // fields after "(comm)": state, ppid
+      if (ppid !== process.pid) continue;
+      const arg = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').find((a) => a.startsWith('--user-data-dir='));
+      if (arg) dirs.add(arg.slice('--user-data-dir='.length));
+    } catch {
+      // the process ended while it was read
+    }
+  }
+  return dirs;
+}
+
 describe('out/ in headless Chromium', function () {
   this.timeout(BUILD_TIMEOUT_MS);
   let browser: BrowserContext | null = null;
@@ -210,15 +227,17 @@ describe('out/ in headless Chromium', function () {
   });
 
   it('a closed chromium leaves no profile folder and no exit listener behind (Node warns past 10 listeners)', async () => {
-    // playwright's own temporary profile (lib/workbook/browser.ts): removed before close() resolves
-    const profiles = () => new Set(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('playwright_chromiumdev_profile-')));
-    const before = profiles();
+    // the profile is found by the browser's own --user-data-dir, not by listing the temporary
+    // folder: the other parts of npm test start chromiums with profiles there meanwhile
+    const before = ownProfiles();
     const listeners = process.listenerCount('exit');
     const second = await launchChromium();
-    const made = [...profiles()].filter((f) => !before.has(f));
+    const made = [...ownProfiles()].filter((d) => !before.has(d));
     expect(made, "the new context's profile folder").to.have.length(1);
+    expect(path.dirname(made[0]), 'a temporary profile (lib/workbook/browser.ts)').to.equal(os.tmpdir());
+    expect(fs.existsSync(made[0]), `${made[0]} while the browser runs`).to.equal(true);
     await second.close();
-    expect(fs.existsSync(path.join(os.tmpdir(), made[0])), `${made[0]} left behind`).to.equal(false);
+    expect(fs.existsSync(made[0]), `${made[0]} left behind`).to.equal(false);
     expect(process.listenerCount('exit'), 'exit listeners after close').to.equal(listeners);
   });
 });
